@@ -1,0 +1,65 @@
+"""Atomic checkpoint and JSON writes; safe loading (plain values only, ``weights_only=True``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "jko-flow/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message is one line naming the file and the reason."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=2, default=_json_default) + "\n").encode()))
+
+
+def _json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """payload: plain values only (tensors, numbers, strings, lists, dicts)."""
+    _atomic_write(path, lambda fh: torch.save({"format": FORMAT, **payload}, fh))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load with ``weights_only=True``; anything else (code, a foreign or truncated file) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, … for bad files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable jko-flow checkpoint ({reason[:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a jko-flow checkpoint (expected format {FORMAT})")
+    return payload

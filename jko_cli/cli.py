@@ -1,0 +1,116 @@
+"""Command-line entry point: ``jko-flow <subcommand> [overrides]``.
+
+argv[1] picks the subcommand; Hydra subcommands run ``hydra.main(config_name=<subcommand>)`` on the
+remaining arguments. Before Hydra starts, the overrides are composed and validated once (every value of
+a sweep too), so a bad value fails in one line, before any work and before any output directory exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+HELP_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-dir", "-cd",
+                    "--experimental-rerun", "--config-path", "-cp"}
+
+
+def _train_task():
+    from jko_cli.tasks.train import task
+
+    return task
+
+
+SUBCOMMANDS: dict[str, tuple[str, Callable]] = {
+    "train": ("train JKO-Flow on a data set (Hydra overrides; `jko-flow train --help` lists them)", _train_task),
+}
+
+
+def usage() -> str:
+    width = max(len(k) for k in SUBCOMMANDS)
+    lines = ["usage: jko-flow <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (text, _) in SUBCOMMANDS.items()]
+    lines += ["", "Run `jko-flow <command> --help` for the options of one command."]
+    return "\n".join(lines)
+
+
+def fail(command: str, message: str, code: int = 2) -> int:
+    print(f"jko-flow {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def one_line(exc: BaseException) -> str:
+    """Flatten an exception (and the cause Hydra wraps) into one readable line."""
+    parts: list[str] = []
+    seen = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text and text not in parts:
+            parts.append(text)
+        seen = seen.__cause__
+    drop = ("object_type=", "reference_type=", "Set the environment variable", "Config search path", "provider=",
+            "To append to your config")
+    lines = [ln.strip() for p in parts for ln in p.splitlines() if ln.strip()]
+    out, listing = "", False
+    for ln in (ln for ln in lines if not ln.startswith(drop)):
+        if not out:
+            out = ln
+        elif out.endswith(":"):
+            out, listing = f"{out} {ln}", True
+        else:
+            out += (", " if listing and ":" not in ln and " " not in ln else "; ") + ln
+            listing = listing and ":" not in ln and " " not in ln
+    return out.replace(".;", ";").replace("\t", " ")
+
+
+def split_argv(args: list[str]) -> tuple[list[str], bool]:
+    """Separate Hydra flags from overrides; report whether a help-like flag is present."""
+    overrides, skip, helpish = [], False, False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in FLAGS_WITH_VALUE:
+            skip = True
+        elif a.startswith("-"):
+            helpish |= a in HELP_FLAGS
+        else:
+            overrides.append(a)
+    return overrides, helpish
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in SUBCOMMANDS:
+        return fail(command, f"unknown command {command!r}; allowed: {', '.join(SUBCOMMANDS)}")
+    overrides, helpish = split_argv(rest)
+    if not helpish:
+        from jko_cli.precheck import check_overrides
+
+        error = check_overrides(CONF_DIR, command, overrides)
+        if error:
+            return fail(command, error)
+    return run_hydra(command, rest)
+
+
+def run_hydra(command: str, rest: list[str]) -> int:
+    import hydra
+
+    from jko_cli.config import register_configs
+
+    register_configs()
+    task = SUBCOMMANDS[command][1]()
+    sys.argv = [f"jko-flow {command}", *rest]
+    logging.captureWarnings(True)
+    hydra.main(config_path=CONF_DIR, config_name=command, version_base="1.3")(task)()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

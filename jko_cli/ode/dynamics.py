@@ -1,0 +1,52 @@
+"""The augmented OT-Flow dynamics (DESIGN.md §2) and the maps they define.
+
+State y = (x, ℓ, L, R) stored as one tensor (N, d+3):
+
+    ẋ = −∇_x Φ,   ℓ̇ = −Δ_x Φ,   L̇ = ½‖∇_x Φ‖²,   Ṙ = |∂_t Φ − ½‖∇_x Φ‖²|
+"""
+
+from __future__ import annotations
+
+import torch
+
+from jko_cli.models.potential import Potential
+from jko_cli.ode.integrators import integrate
+
+
+def augmented_field(potential: Potential):
+    """f(t, y) for the augmented state y (N, d+3)."""
+    d = potential.dim
+
+    def f(t: float, y: torch.Tensor) -> torch.Tensor:
+        gx, gt, lap = potential.grad_lap(y[:, :d], t)
+        half_sq = 0.5 * (gx**2).sum(dim=1)
+        return torch.cat([-gx, torch.stack([-lap, half_sq, (gt - half_sq).abs()], dim=1)], dim=1)
+
+    return f
+
+
+def velocity_field(potential: Potential):
+    """f(t, x) = −∇_x Φ(x, t) for the plain state x (N, d)."""
+
+    def f(t: float, x: torch.Tensor) -> torch.Tensor:
+        return -potential.grad(x, t)[0]
+
+    return f
+
+
+def flow_forward(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4"):
+    """Integrate the augmented ODE on [0, 1]: x (N, d) → (z, ℓ, L, R) with z (N, d), others (N,)."""
+    y0 = torch.cat([x, x.new_zeros(x.shape[0], 3)], dim=1)
+    y1 = integrate(augmented_field(potential), y0, 0.0, 1.0, n_steps, method)
+    d = potential.dim
+    return y1[:, :d], y1[:, d], y1[:, d + 1], y1[:, d + 2]
+
+
+def flow_map(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4") -> torch.Tensor:
+    """T(x) = x(1) without the log-determinant: x (N, d) → (N, d)."""
+    return integrate(velocity_field(potential), x, 0.0, 1.0, n_steps, method)
+
+
+def flow_inverse(potential: Potential, z: torch.Tensor, n_steps: int, method: str = "rk4") -> torch.Tensor:
+    """T⁻¹(z): integrate ẋ = −∇_x Φ backward from t = 1 to t = 0. z (N, d) → (N, d)."""
+    return integrate(velocity_field(potential), z, 1.0, 0.0, n_steps, method)
