@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from jko_cli.errors import UserError
+
 FORMAT = "jko-flow/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used; the message is one line naming the file and the reason."""
 
 

@@ -24,8 +24,40 @@ def _train_task():
     return task
 
 
+def _evaluate_task():
+    from jko_cli.tasks.evaluate import evaluate_task
+
+    return evaluate_task
+
+
+def _sample_task():
+    from jko_cli.tasks.evaluate import sample_task
+
+    return sample_task
+
+
+def _report_main():
+    from jko_cli.report import main
+
+    return main
+
+
+def _data_main():
+    from jko_cli.data.download import main
+
+    return main
+
+
+PLAIN_COMMANDS = {"report", "data"}  # no Hydra: the loader returns a function taking the remaining argv
 SUBCOMMANDS: dict[str, tuple[str, Callable]] = {
     "train": ("train JKO-Flow on a data set (Hydra overrides; `jko-flow train --help` lists them)", _train_task),
+    "evaluate": ("recompute every metric of a finished run: run=DIR [step=K solver=dopri5 n_samples=N]",
+                 _evaluate_task),
+    "sample": ("draw samples from a finished run into a .npy file and a plot: run=DIR n=N out=FILE",
+               _sample_task),
+    "report": ("summarise a sweep directory: report.csv, report.md and figures (jko-flow report DIR [--out D])",
+               _report_main),
+    "data": ("fetch the MAF tabular sets: data download NAME|all [--root DIR], data list", _data_main),
 }
 
 
@@ -89,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command not in SUBCOMMANDS:
         return fail(command, f"unknown command {command!r}; allowed: {', '.join(SUBCOMMANDS)}")
+    if command in PLAIN_COMMANDS:
+        return SUBCOMMANDS[command][1]()(rest)
     overrides, helpish = split_argv(rest)
     if not helpish:
         from jko_cli.precheck import check_overrides

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
+
+from jko_cli.errors import UserError
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(UserError, ValueError):
     """A config value outside its allowed range; the message is one line naming key, value and rule."""
 
 
@@ -22,8 +24,12 @@ def _check(ok: bool, key: str, value: Any, rule: str) -> None:
         raise ConfigValueError(f"{key}={value!r}: {rule}")
 
 
-DATASETS = ("8gaussians", "checkerboard", "swissroll", "circles", "moons", "pinwheel", "2spirals", "rings")
+TOY_DATASETS = ("8gaussians", "checkerboard", "swissroll", "circles", "moons", "pinwheel", "2spirals", "rings")
+SYNTHETIC_DATASETS = ("gmm", "banana")  # exact density known: kl_true
+FIXED_DATASETS = ("power", "gas", "hepmass", "miniboone", "bsds300", "digits")  # published splits (MAF, sklearn)
+DATASETS = TOY_DATASETS + SYNTHETIC_DATASETS + FIXED_DATASETS
 SOLVERS = ("rk4", "euler")
+ADAPTIVE_SOLVERS = ("dopri5",)  # through torchdiffeq; evaluation and sampling only
 SCHEDULES = ("constant", "single")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
@@ -32,14 +38,27 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass
 class DatasetConfig:
     name: str = "moons"
-    n_train: int = 6000
-    n_val: int = 6000
-    n_test: int = 6000
+    # points per split; for the fixed sets (FIXED_DATASETS) a cap by seeded subsample, null = the whole split
+    n_train: int | None = 6000
+    n_val: int | None = 6000
+    n_test: int | None = 6000
+    dim: int | None = None  # gmm, banana only: the dimension d (null → 2)
+    components: int = 8  # gmm only: number of mixture components
+    structure_seed: int = 0  # gmm only: seeds the means and covariances (fixed across run seeds)
+    data_root: str | None = None  # MAF sets: null → $JKO_FLOW_DATA, else the user cache directory
 
     def __post_init__(self):
         _check(self.name in DATASETS, "dataset.name", self.name, f"allowed: {', '.join(DATASETS)}")
+        fixed = self.name in FIXED_DATASETS
         for key in ("n_train", "n_val", "n_test"):
-            _check(getattr(self, key) >= 1, f"dataset.{key}", getattr(self, key), "must be >= 1")
+            value = getattr(self, key)
+            _check(value is not None or fixed, f"dataset.{key}", value,
+                   f"must be a number for dataset={self.name} (null = whole split, fixed data sets only)")
+            _check(value is None or value >= 1, f"dataset.{key}", value, "must be >= 1")
+        _check(self.dim is None or self.name in SYNTHETIC_DATASETS, "dataset.dim", self.dim,
+               f"only {', '.join(SYNTHETIC_DATASETS)} take a dimension; {self.name} has a fixed one (use null)")
+        _check(self.dim is None or self.dim >= 2, "dataset.dim", self.dim, "must be >= 2 (or null for 2)")
+        _check(self.components >= 1, "dataset.components", self.components, "must be >= 1")
 
 
 @dataclass
@@ -61,9 +80,12 @@ class SolverConfig:
     method: str = "rk4"
     n_steps: int = 8  # RK4 steps per JKO block during training
     n_steps_eval: int = 16  # finer steps for metrics and sampling
+    rtol: float = 1e-5  # adaptive solvers only
+    atol: float = 1e-5
 
     def __post_init__(self):
-        _check(self.method in SOLVERS, "solver.method", self.method, f"allowed: {', '.join(SOLVERS)}")
+        _check(self.method in SOLVERS, "solver.method", self.method,
+               f"allowed for training: {', '.join(SOLVERS)} ({', '.join(ADAPTIVE_SOLVERS)} is for evaluate/sample)")
         _check(self.n_steps >= 1, "solver.n_steps", self.n_steps, "must be >= 1")
         _check(self.n_steps_eval >= 1, "solver.n_steps_eval", self.n_steps_eval, "must be >= 1")
 
@@ -73,8 +95,10 @@ class JKOConfig:
     schedule: str = "constant"  # constant: K steps of size alpha; single: K = 1 (plain OT-Flow)
     n_steps: int = 5  # K
     reset_optimizer: bool = False  # the reference carries Adam's state over between steps
+    epochs_scale: int = 1  # multiplies trainer.epochs_per_step (jko=otflow: OT-Flow with JKO-Flow's budget)
 
     def __post_init__(self):
+        _check(self.epochs_scale >= 1, "jko.epochs_scale", self.epochs_scale, "must be >= 1")
         _check(self.schedule in SCHEDULES, "jko.schedule", self.schedule, f"allowed: {', '.join(SCHEDULES)}")
         _check(self.n_steps >= 1, "jko.n_steps", self.n_steps, "must be >= 1")
         _check(self.schedule != "single" or self.n_steps == 1, "jko.n_steps", self.n_steps,
@@ -94,10 +118,13 @@ class TrainerConfig:
     step_eval_samples: int = 2000  # points for the per-JKO-step curves
     plots: bool = True
     progress: bool = True
+    max_adam_steps: int | None = None  # per JKO step: stop after this many Adam steps (mid-epoch); null = no cap
 
     def __post_init__(self):
         for key in ("epochs_per_step", "batch_size", "eval_samples", "mmd_draws", "step_eval_samples"):
             _check(getattr(self, key) >= 1, f"trainer.{key}", getattr(self, key), "must be >= 1")
+        _check(self.max_adam_steps is None or self.max_adam_steps >= 1, "trainer.max_adam_steps",
+               self.max_adam_steps, "must be >= 1 (or null for no cap)")
         _check(self.lr > 0, "trainer.lr", self.lr, "must be > 0")
         _check(self.device in DEVICES, "trainer.device", self.device, f"allowed: {', '.join(DEVICES)}")
         _check(self.dtype in DTYPES, "trainer.dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
@@ -116,8 +143,64 @@ class TrainConfig:
 
     def __post_init__(self):
         _check(self.alpha > 0, "alpha", self.alpha, "must be > 0 (the JKO step size)")
-        _check(self.trainer.batch_size <= self.dataset.n_train, "trainer.batch_size", self.trainer.batch_size,
-               f"must be <= dataset.n_train ({self.dataset.n_train})")
+        n_train = self.dataset.n_train  # None: a whole fixed split, checked against its size at load time
+        _check(n_train is None or self.trainer.batch_size <= n_train, "trainer.batch_size", self.trainer.batch_size,
+               f"must be <= dataset.n_train ({n_train})")
+
+
+@dataclass
+class EvalSolverConfig:
+    """Solver overrides for evaluate/sample; None keeps the run's own setting."""
+
+    method: str | None = None
+    n_steps: int | None = None
+    n_steps_eval: int | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-5
+
+    def __post_init__(self):
+        allowed = SOLVERS + ADAPTIVE_SOLVERS
+        _check(self.method is None or self.method in allowed, "solver.method", self.method,
+               f"allowed: {', '.join(allowed)}")
+        _check(self.n_steps_eval is None or self.n_steps_eval >= 1, "solver.n_steps_eval", self.n_steps_eval,
+               "must be >= 1")
+        _check(self.rtol > 0 and self.atol > 0, "solver.rtol/atol", (self.rtol, self.atol), "must be > 0")
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = MISSING  # a finished run directory
+    step: int | None = None  # evaluate the flow of the first `step` JKO blocks; None = all
+    n_samples: int = 6000  # generated points per MMD draw
+    draws: int = 5
+    w2_points: int = 2000  # points per side for the exact W2 (2-D sets)
+    seed: int | None = None  # None = the run's seed (reproduces the run's own metrics)
+    device: str = "auto"
+    num_threads: int = 0
+    solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
+
+    def __post_init__(self):
+        _check(self.step is None or self.step >= 1, "step", self.step, "must be >= 1 (or null for all)")
+        for key in ("n_samples", "draws", "w2_points"):
+            _check(getattr(self, key) >= 2, key, getattr(self, key), "must be >= 2")
+        _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
+
+
+@dataclass
+class SampleConfig:
+    run: str = MISSING
+    n: int = 10000
+    out: str | None = None  # .npy path; None = <run>/samples_<timestamp>.npy
+    step: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0
+    solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
+
+    def __post_init__(self):
+        _check(self.n >= 1, "n", self.n, "must be >= 1")
+        _check(self.step is None or self.step >= 1, "step", self.step, "must be >= 1 (or null for all)")
+        _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
 
 
 def register_configs() -> None:
@@ -126,11 +209,16 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="sample_schema", node=SampleConfig)
 
 
-def to_train_config(cfg) -> TrainConfig:
-    """DictConfig → validated TrainConfig (runs every ``__post_init__`` check)."""
-    return OmegaConf.to_object(cfg) if not isinstance(cfg, TrainConfig) else cfg
+def to_object(cfg):
+    """DictConfig → validated dataclass (runs every ``__post_init__`` check)."""
+    return cfg if not OmegaConf.is_config(cfg) else OmegaConf.to_object(cfg)
+
+
+to_train_config = to_object
 
 
 def to_yaml(cfg: TrainConfig) -> str:

@@ -19,7 +19,7 @@ from jko_cli import metrics as M
 from jko_cli import plotting
 from jko_cli.checkpoint import save_checkpoint, save_json
 from jko_cli.config import TrainConfig, to_yaml
-from jko_cli.data.registry import DataSplits, load_dataset
+from jko_cli.data.registry import DataSplits, load_dataset_cfg
 from jko_cli.evaluation import final_metrics
 from jko_cli.jko.flow import ComposedFlow, frozen_copy
 from jko_cli.jko.loop import SubproblemSpec, solve_subproblem
@@ -30,6 +30,7 @@ from jko_cli.ode.dynamics import flow_forward, flow_map
 from jko_cli.runtime import Runtime, provenance, setup
 
 log = logging.getLogger(__name__)
+SAVED_SAMPLES = 2000  # generated points kept in samples.npy (for reports)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     save_json(files.root / "provenance.json", provenance(rt))
     files.status("running")
     start = time.perf_counter()
-    data = load_dataset(cfg.dataset.name, cfg.dataset.n_train, cfg.dataset.n_val, cfg.dataset.n_test, cfg.seed)
+    data = load_dataset_cfg(cfg.dataset, cfg.seed)
     model = build_model(cfg.model, data.dim).to(rt.device, rt.dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr)
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -96,7 +97,7 @@ def jko_step(cfg: TrainConfig, k: int, model, optimizer, state: JKOState, data: 
              shuffle: torch.Generator, files: RunFiles) -> None:
     """Solve subproblem k on the pushed samples, freeze block k, checkpoint, push the samples forward."""
     spec = SubproblemSpec(alpha=cfg.alpha, alpha_R=cfg.model.alpha_R, n_steps=cfg.solver.n_steps,
-                          method=cfg.solver.method, epochs=cfg.trainer.epochs_per_step,
+                          method=cfg.solver.method, epochs=cfg.trainer.epochs_per_step * cfg.jko.epochs_scale,
                           batch_size=cfg.trainer.batch_size, progress=cfg.trainer.progress,
                           desc=f"JKO step {k}/{cfg.jko.n_steps}")
 
@@ -116,7 +117,7 @@ def jko_step(cfg: TrainConfig, k: int, model, optimizer, state: JKOState, data: 
     log.info("JKO step %d/%d: L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g (%d Adam steps, %.1f s)", k,
              cfg.jko.n_steps, record["L"], record["C"], record["R"], record["nll_test"], record["mmd"],
              res.adam_steps, res.wall_s)
-    payload = {"config": to_yaml(cfg), "jko_step": k, "adam_steps": state.adam_steps,
+    payload = {"config": to_yaml(cfg), "dim": data.dim, "jko_step": k, "adam_steps": state.adam_steps,
                "blocks": [b.state_dict() for b in state.blocks], "model": model.state_dict(),
                "optimizer": optimizer.state_dict(), "steps": state.steps}
     save_checkpoint(files.ckpt / f"jko_{k:03d}.pt", payload)
@@ -150,6 +151,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
                adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
                wall_s=round(wall_s, 3), steps=state.steps)
     eval_start = time.perf_counter()
+    np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
     if cfg.trainer.plots:
         make_plots(flow, state, data, samples, files.plots, cfg.seed)
     out["wall_s"] = round(wall_s + time.perf_counter() - eval_start, 3)
@@ -175,7 +177,8 @@ def make_plots(flow: ComposedFlow, state: JKOState, data: DataSplits, samples: n
             y = flow.inverse_block(k - 1, y)
             stages.append(y.cpu().numpy())
             titles.append(f"T_{k}^-1" + (" = generated" if k == 1 else ""))
-    plotting.step_panel(where / "steps_panel.png", stages, titles)
+    lim = max(plotting.plot_limit(data.test), 3.5)  # the data and the bulk of N(0, I)
+    plotting.step_panel(where / "steps_panel.png", stages, titles, lim)
     if data.dim == 2:
         lim = plotting.plot_limit(data.test)
         xs = np.linspace(-lim, lim, 160)

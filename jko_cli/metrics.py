@@ -76,6 +76,18 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(se)
 
 
+def kl_true(log_p: np.ndarray, log_q: np.ndarray) -> tuple[float, float]:
+    """KL(p ‖ p̂) = E_p[log p − log p̂] (cross-entropy − entropy) by Monte Carlo, with its standard error.
+
+    log_p, log_q: (N,) the exact log-density and the model's log-density at the same N fresh samples
+    x_i ~ p (independent of training). Returns (mean of log_p − log_q, std(ddof=1) / √N), in nats.
+    """
+    diff = np.asarray(log_p, dtype=np.float64) - np.asarray(log_q, dtype=np.float64)
+    if diff.ndim != 1 or diff.shape[0] < 2:
+        raise ValueError(f"kl_true needs two (N,) arrays with N >= 2, got shape {diff.shape}")
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.shape[0]))
+
+
 def mmd_kernel_description(median: float) -> str:
     sig = ", ".join(f"{f * median:.4g}" for f in BANDWIDTH_FACTORS)
     return f"sum of Gaussian kernels exp(-|a-b|^2/(2 s^2)), s in {{{sig}}} = {{0.5, 1, 2}} x median distance"

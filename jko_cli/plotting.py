@@ -48,9 +48,8 @@ def samples_vs_data(path: Path, data: np.ndarray, generated: np.ndarray, title: 
             fig.suptitle(title, fontsize=9)
 
 
-def step_panel(path: Path, stages: list[np.ndarray], titles: list[str]) -> None:
-    """Gaussian → T_K⁻¹ → … → generated: one panel per stage."""
-    lim = plot_limit(*stages)
+def step_panel(path: Path, stages: list[np.ndarray], titles: list[str], lim: float) -> None:
+    """Gaussian → T_K⁻¹ → … → generated: one panel per stage, all in the window [−lim, lim]²."""
     with figure(path, ncols=len(stages), size=2.6) as (_, ax):
         for i, (pts, title) in enumerate(zip(stages, titles, strict=False)):
             _scatter(ax[0, i], pts, title, lim)
@@ -72,7 +71,8 @@ def loss_curves(path: Path, records: list[dict]) -> None:
     keys = ("loss", "L", "C", "R")
     with figure(path, ncols=len(keys), size=2.8) as (_, ax):
         steps = np.array([r["adam_steps_total"] for r in records])
-        bounds = [r["adam_steps_total"] for r, nxt in zip(records, records[1:], strict=False) if nxt["jko_step"] != r["jko_step"]]
+        bounds = [r["adam_steps_total"] for r, nxt in zip(records, records[1:], strict=False)
+                  if nxt["jko_step"] != r["jko_step"]]
         for i, key in enumerate(keys):
             ax[0, i].plot(steps, [r[key] for r in records], lw=0.8)
             for b in bounds:

@@ -6,9 +6,9 @@ value anywhere in a sweep fails at once, in one line, rather than in job 37 of 8
 
 from __future__ import annotations
 
-from jko_cli.config import register_configs, to_train_config
-
-VALIDATORS = {"train": to_train_config}
+from jko_cli.config import register_configs, to_object
+from jko_cli.data.registry import check_available
+from jko_cli.runs import check_finished
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -30,6 +30,16 @@ def expand(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
+def _unparsable(overrides: list[str]) -> str:
+    """The first override Hydra's grammar rejects (all of them joined if none fails on its own)."""
+    for o in overrides:
+        try:
+            expand([o])
+        except Exception:
+            return o
+    return " ".join(overrides)
+
+
 def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | None:
     """None if every variant composes and validates, else a one-line error message."""
     from hydra import compose, initialize_config_dir
@@ -40,14 +50,19 @@ def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | 
     register_configs()
     try:
         variants = expand([o for o in overrides if not o.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))])
-    except Exception as exc:  # a syntax error in an override
-        return one_line(exc)
+    except Exception as exc:  # a syntax error in an override: say which one (Hydra's message does not)
+        message, bad = one_line(exc), _unparsable(overrides)
+        return message if bad in message else f"cannot parse override {bad!r}: {message}"
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             for variant in variants:
                 cfg = compose(config_name=command, overrides=variant)
-                VALIDATORS[command](cfg)
+                obj = to_object(cfg)
+                if hasattr(obj, "run"):  # evaluate / sample: the run must exist and be finished
+                    check_finished(obj.run)
+                if hasattr(obj, "dataset"):  # a missing data file fails now, before any run directory exists
+                    check_available(obj.dataset)
     except Exception as exc:
         return one_line(exc)
     finally:

@@ -1,21 +1,46 @@
-"""Data-set registry: name → splits (train / validation / test) drawn from explicit seeded generators."""
+"""Data-set registry: name → splits (train / validation / test) drawn from explicit seeded generators.
+
+Three kinds of set:
+
+* sampled (the 2-D toys, and the synthetic ``gmm`` / ``banana`` whose density is known): n_train, n_val and
+  n_test points are drawn from independent streams, and ``fresh(n)`` draws new points;
+* fixed (the MAF tabular sets, ``digits``): the splits are the published ones; n_train / n_val / n_test, when
+  not None, cap each split by a seeded subsample, and ``fresh(n)`` subsamples the test split.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jko_cli.data.maf import MAF_SETS
+from jko_cli.data.synthetic import SYNTHETIC_SETS
 from jko_cli.data.toy import TOY_SETS
+from jko_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from jko_cli.config import DatasetConfig
+
+log = logging.getLogger(__name__)
 
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
+LogDensity = Callable[[np.ndarray], np.ndarray]
+FIXED_SETS = (*MAF_SETS, "digits")
+
+
+class UnknownDataset(UserError, ValueError):
+    """A data-set name the registry does not know."""
 
 
 @dataclass
 class DataSplits:
-    """Independent train / validation / test draws (each (n, d) float64) and, for synthetic sets, the
-    sampler itself, so metrics can use fresh independent draws (``eval_rng`` drives them)."""
+    """Train / validation / test (each (n, d) float64) and, for sampled sets, the sampler itself, so metrics
+    can use fresh independent draws (``eval_rng`` drives them). ``log_density`` (x (N, d) → (N,) nats) is the
+    exact density where it is known (synthetic sets), else None."""
 
     name: str
     train: np.ndarray
@@ -23,34 +48,91 @@ class DataSplits:
     test: np.ndarray
     sampler: Sampler | None
     eval_rng: np.random.Generator
+    log_density: LogDensity | None = None
 
     @property
     def dim(self) -> int:
         return self.train.shape[1]
 
     def fresh(self, n: int) -> np.ndarray:
-        """n new points independent of every split (synthetic sets), else a random subset of test."""
+        """n new points independent of every split (sampled sets), else a random subset of test."""
         if self.sampler is not None:
             return self.sampler(n, self.eval_rng)
         idx = self.eval_rng.choice(len(self.test), size=min(n, len(self.test)), replace=False)
         return self.test[idx]
 
 
+    def fresh_pair(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two independent draws of up to n points (for the MMD noise floor): fresh samples of a sampled
+        set, else the two halves of a random permutation of the test split (never the same point twice)."""
+        if self.sampler is not None:
+            return self.fresh(n), self.fresh(n)
+        idx = self.eval_rng.permutation(len(self.test))
+        m = min(n, len(idx) // 2)
+        return self.test[idx[:m]], self.test[idx[m : 2 * m]]
+
+
 def dataset_names() -> list[str]:
-    return sorted(TOY_SETS)
+    return [*sorted(TOY_SETS), *SYNTHETIC_SETS, *FIXED_SETS]
 
 
-def load_dataset(name: str, n_train: int, n_val: int, n_test: int, seed: int) -> DataSplits:
-    """Draw the splits of data set ``name``; the four streams (train, val, test, eval) are independent."""
-    if name not in TOY_SETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(dataset_names())}")
-    sampler = TOY_SETS[name]
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
-    return DataSplits(
-        name=name,
-        train=sampler(n_train, streams[0]),
-        val=sampler(n_val, streams[1]),
-        test=sampler(n_test, streams[2]),
-        sampler=sampler,
-        eval_rng=streams[3],
-    )
+def _streams(seed: int) -> list[np.random.Generator]:
+    """Four independent generators: train, validation, test, evaluation."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+
+
+def _sampled(name: str, sampler: Sampler, sizes: tuple, seed: int, log_density: LogDensity | None) -> DataSplits:
+    if any(n is None for n in sizes):
+        raise UserError(f"dataset={name} is sampled: n_train, n_val and n_test must be numbers, not null")
+    streams = _streams(seed)
+    train, val, test = (sampler(n, rng) for n, rng in zip(sizes, streams, strict=False))
+    return DataSplits(name, train, val, test, sampler, streams[3], log_density)
+
+
+def _fixed(name: str, splits: tuple, sizes: tuple, seed: int) -> DataSplits:
+    from jko_cli.data.splits import subsample
+
+    streams = _streams(seed)
+    train, val, test = (subsample(x, n, rng) for x, n, rng in zip(splits, sizes, streams, strict=False))
+    return DataSplits(name, train, val, test, None, streams[3])
+
+
+def load_dataset(name: str, n_train: int | None, n_val: int | None, n_test: int | None, seed: int, *,
+                 data_root: str | None = None, dim: int | None = None, components: int = 8,
+                 structure_seed: int = 0) -> DataSplits:
+    """The splits of data set ``name``; the four streams (train, val, test, eval) are independent.
+
+    ``dim``, ``components`` and ``structure_seed`` shape the synthetic sets; ``data_root`` locates the MAF
+    files (None → $JKO_FLOW_DATA, else the user cache directory).
+    """
+    sizes = (n_train, n_val, n_test)
+    if name in TOY_SETS:
+        return _sampled(name, TOY_SETS[name], sizes, seed, None)
+    if name in SYNTHETIC_SETS:
+        from jko_cli.data.synthetic import build_synthetic
+
+        syn = build_synthetic(name, dim, components, structure_seed)
+        return _sampled(name, syn.sample, sizes, seed, syn.log_density)
+    if name in MAF_SETS:
+        from jko_cli.data.maf import load_maf
+
+        return _fixed(name, load_maf(name, data_root), sizes, seed)
+    if name == "digits":
+        from jko_cli.data.digits import load_digits_splits
+
+        return _fixed(name, load_digits_splits(), sizes, seed)
+    raise UnknownDataset(f"unknown dataset {name!r}; allowed: {', '.join(dataset_names())}")
+
+
+def load_dataset_cfg(cfg: DatasetConfig, seed: int) -> DataSplits:
+    """:func:`load_dataset` with every key of ``cfg`` (the ``dataset`` config group)."""
+    return load_dataset(cfg.name, cfg.n_train, cfg.n_val, cfg.n_test, seed, data_root=cfg.data_root, dim=cfg.dim,
+                        components=cfg.components, structure_seed=cfg.structure_seed)
+
+
+def check_available(cfg: DatasetConfig) -> None:
+    """Raise the one-line UserError of a missing data file now (before any run directory exists)."""
+    if cfg.name in MAF_SETS:
+        from jko_cli.data.maf import require_files
+
+        require_files(cfg.name, cfg.data_root)

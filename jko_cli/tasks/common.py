@@ -1,4 +1,4 @@
-"""What every task does around the engine: find run_dir, validate the config, log failures."""
+"""What every task does around the engine: find run_dir, log failures, turn user errors into one line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jko_cli.checkpoint import save_json
+from jko_cli.errors import as_user_error
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +18,31 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def run_task(run_dir: Path, work: Callable[[], dict]) -> dict:
-    """Run ``work``; on any failure log it, mark status.json failed and re-raise."""
+def run_task(command: str, run_dir: Path | None, work: Callable[[], dict], status: bool = True):
+    """Run ``work``. On failure: log it, mark status.json (if ``status``), then exit.
+
+    A user error (bad input, missing file, full disk, …) is logged as one line and exits with code 2;
+    anything else is a bug and keeps its traceback.
+    """
     try:
         return work()
     except KeyboardInterrupt:
         log.error("interrupted")
-        save_json(run_dir / "status.json", {"state": "interrupted"})
+        _mark(run_dir, status, {"state": "interrupted"})
         raise
     except Exception as exc:
-        log.exception("failed: %s", exc)
-        save_json(run_dir / "status.json", {"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        raise
+        user = as_user_error(exc)
+        _mark(run_dir, status, {"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if user is None:
+            log.exception("failed: %s", exc)
+            raise
+        log.error("jko-flow %s: error: %s", command, user)
+        raise SystemExit(2) from None
+
+
+def _mark(run_dir: Path | None, status: bool, record: dict) -> None:
+    if status and run_dir is not None:
+        try:
+            save_json(run_dir / "status.json", record)
+        except OSError:  # the disk may be the problem; the log already says what happened
+            pass

@@ -1,0 +1,23 @@
+"""Errors a user can fix: reported as one line (command, message) and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import errno
+
+
+class UserError(Exception):
+    """Base class: the message is one line saying what is wrong and what is allowed."""
+
+
+OS_ERRNOS = {errno.ENOSPC: "disk full", errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
+             errno.EDQUOT: "disk quota exceeded", errno.ENOENT: "no such file or directory"}
+
+
+def as_user_error(exc: BaseException) -> UserError | None:
+    """The one-line UserError for exceptions a user can act on (bad input, disk, permissions), else None."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in OS_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return UserError(f"{where}{OS_ERRNOS[exc.errno]} ({exc.strerror})")
+    return None
