@@ -33,6 +33,7 @@ ADAPTIVE_SOLVERS = ("dopri5",)  # through torchdiffeq; evaluation and sampling o
 SCHEDULES = ("constant", "single")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
+FAST_MODES = ("off", "adjoint", "compile", "auto")  # trainer.fast: see jko_cli/fast.py
 
 
 @dataclass
@@ -119,6 +120,11 @@ class TrainerConfig:
     plots: bool = True
     progress: bool = True
     max_adam_steps: int | None = None  # per JKO step: stop after this many Adam steps (mid-epoch); null = no cap
+    checkpoint_every: int = 300  # Adam steps between mid-step checkpoints (last.pt); also at every JKO step
+    fault_lr_factor: float = 0.5  # after a non-finite epoch: roll back, learning rate × this, retry
+    max_faults: int = 5  # consecutive non-finite epochs before the run stops
+    inject_nan_at: int = 0  # fault injection for tests: Adam step n (1-based, whole run) gets a NaN loss; 0 = off
+    fast: str = "auto"  # integration: off (plain autograd) | adjoint (closed-form) | compile (+torch.compile) | auto
 
     def __post_init__(self):
         for key in ("epochs_per_step", "batch_size", "eval_samples", "mmd_draws", "step_eval_samples"):
@@ -126,9 +132,14 @@ class TrainerConfig:
         _check(self.max_adam_steps is None or self.max_adam_steps >= 1, "trainer.max_adam_steps",
                self.max_adam_steps, "must be >= 1 (or null for no cap)")
         _check(self.lr > 0, "trainer.lr", self.lr, "must be > 0")
+        _check(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, "must be >= 1")
+        _check(0 < self.fault_lr_factor < 1, "trainer.fault_lr_factor", self.fault_lr_factor, "must be in (0, 1)")
+        _check(self.max_faults >= 0, "trainer.max_faults", self.max_faults, "must be >= 0")
+        _check(self.inject_nan_at >= 0, "trainer.inject_nan_at", self.inject_nan_at, "must be >= 0 (0 = off)")
         _check(self.device in DEVICES, "trainer.device", self.device, f"allowed: {', '.join(DEVICES)}")
         _check(self.dtype in DTYPES, "trainer.dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
         _check(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "must be >= 0 (0 = default)")
+        _check(self.fast in FAST_MODES, "trainer.fast", self.fast, f"allowed: {', '.join(FAST_MODES)}")
 
 
 @dataclass
@@ -140,6 +151,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     alpha: float = 5.0  # JKO step size = OT-Flow's alpha_C
     seed: int = 0
+    resume: str | None = None  # a run directory to continue from its last checkpoint
 
     def __post_init__(self):
         _check(self.alpha > 0, "alpha", self.alpha, "must be > 0 (the JKO step size)")
@@ -203,10 +215,20 @@ class SampleConfig:
         _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
 
 
+# Used by conf/train.yaml: `resume=DIR` runs (and logs) in DIR, and keeps the run's own .hydra/ intact.
+RESOLVERS = {
+    "jko_run_dir": lambda resume, default: resume if resume else default,
+    "jko_output_subdir": lambda resume: ".hydra/resumed" if resume else ".hydra",
+}
+
+
 def register_configs() -> None:
     """Register the schemas so ``train.yaml`` can extend ``train_schema``."""
     from hydra.core.config_store import ConfigStore
 
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)

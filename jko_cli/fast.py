@@ -4,8 +4,10 @@
     adjoint   closed-form stages and the hand-derived discrete adjoint (:mod:`jko_cli.ode.adjoint`), eager
     compile   the same stage functions compiled by ``torch.compile``: elementwise work fused into a few
               kernels per stage; falls back to ``adjoint`` with a logged warning if compilation fails
-    auto      ``compile`` where torch.compile can work here (a C++ compiler on CPU, Triton on CUDA),
-              else ``adjoint``
+    auto      ``compile`` where torch.compile can work here (a C++ compiler on CPU, Triton on CUDA) and
+              pays: on CPU only for narrow networks (width < 128), whose cost is elementwise work and
+              kernel launches; wide ones are GEMM-bound and the eager ``adjoint`` path reuses its large
+              buffers, which compiled graphs re-allocate per call. Else ``adjoint``.
 
 All four give the same numbers to round-off (tests/unit/test_fastpath.py). ``compile`` costs a cold start
 of seconds per stage function and input shape (cached on disk across runs), so short runs such as
@@ -21,13 +23,16 @@ import shutil
 
 import torch
 
-from jko_cli.ode.adjoint import EAGER, Kernels, field_eval, field_train, field_vjp, velocity
+from jko_cli.config import FAST_MODES
+from jko_cli.ode.adjoint import EAGER, Kernels
+from jko_cli.ode.steps import eval_step, train_step, velocity_step, vjp_step
 
 log = logging.getLogger(__name__)
 
-FAST_MODES = ("off", "adjoint", "compile", "auto")
+__all__ = ["FAST_MODES", "compile_supported", "compiled_kernels", "kernels", "resolve"]
 
 
+@functools.cache
 def compile_supported(device: torch.device | str | None = None) -> bool:
     """Whether torch.compile's default backend can be expected to work for ``device`` here."""
     try:
@@ -35,7 +40,7 @@ def compile_supported(device: torch.device | str | None = None) -> bool:
 
         if not dynamo.is_dynamo_supported():
             return False
-    except Exception:  # noqa: BLE001 - any import problem means "no"
+    except Exception:  # any import problem means "no"
         return False
     if device is not None and torch.device(device).type == "cuda":
         from torch.utils._triton import has_triton
@@ -44,18 +49,22 @@ def compile_supported(device: torch.device | str | None = None) -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
 
 
-def resolve(mode: str, device: torch.device | str | None = None) -> str:
-    """'auto' → 'compile' or 'adjoint'; other modes are returned as they are (validated)."""
+WIDE = 128  # on CPU, networks at least this wide run the eager adjoint under 'auto'
+
+
+def resolve(mode: str, device: torch.device | str | None = None, width: int = 0) -> str:
+    """'auto' → 'compile' or 'adjoint' (see the module docstring); other modes are returned validated."""
     if mode not in FAST_MODES:
         raise ValueError(f"unknown fast mode {mode!r}; allowed: {', '.join(FAST_MODES)}")
     if mode == "auto":
-        return "compile" if compile_supported(device) else "adjoint"
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        return "compile" if compile_supported(device) and not (on_cpu and width >= WIDE) else "adjoint"
     return mode
 
 
-def kernels(mode: str, device: torch.device | str | None = None) -> Kernels | None:
-    """The stage kernels of a fast mode; None for 'off' (use the plain implementation)."""
-    mode = resolve(mode, device)
+def kernels(mode: str, device: torch.device | str | None = None, width: int = 0) -> Kernels | None:
+    """The step kernels of a fast mode for a network of ``width``; None for 'off' (the plain path)."""
+    mode = resolve(mode, device, width)
     if mode == "off":
         return None
     return EAGER if mode == "adjoint" else compiled_kernels()
@@ -73,9 +82,9 @@ class _Fallback:
         if not self.failed:
             try:
                 return self.compiled(*args)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back, keep training
+            except Exception as exc:  # any compiler failure: fall back, keep training
                 self.failed = True
-                log.warning("torch.compile of the %s stage failed (%s: %s); using the eager adjoint path",
+                log.warning("torch.compile of the %s step failed (%s: %s); using the eager adjoint path",
                             self.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return self.eager(*args)
 
@@ -83,6 +92,6 @@ class _Fallback:
 @functools.cache
 def compiled_kernels() -> Kernels:
     """One compiled kernel set per process (compiled lazily, on first call of each stage function)."""
-    return Kernels("compile", workspace=False, train=_Fallback("training", field_train),
-                   eval=_Fallback("evaluation", field_eval), velocity=_Fallback("velocity", velocity),
-                   vjp=_Fallback("adjoint", field_vjp))
+    return Kernels("compile", workspace=False, train=_Fallback("training", train_step),
+                   eval=_Fallback("evaluation", eval_step), velocity=_Fallback("velocity", velocity_step),
+                   vjp=_Fallback("adjoint", vjp_step))

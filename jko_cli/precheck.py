@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from jko_cli.config import register_configs, to_object
 from jko_cli.data.registry import check_available
-from jko_cli.runs import check_finished
+from jko_cli.errors import check_writable_dir
+from jko_cli.runs import check_finished, check_resumable
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -48,8 +49,9 @@ def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | 
     from jko_cli.cli import one_line
 
     register_configs()
+    hydra_keys = ("hydra.", "hydra/", "+hydra", "~hydra")
     try:
-        variants = expand([o for o in overrides if not o.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))])
+        variants = expand([o for o in overrides if not o.startswith(hydra_keys)])
     except Exception as exc:  # a syntax error in an override: say which one (Hydra's message does not)
         message, bad = one_line(exc), _unparsable(overrides)
         return message if bad in message else f"cannot parse override {bad!r}: {message}"
@@ -61,8 +63,16 @@ def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | 
                 obj = to_object(cfg)
                 if hasattr(obj, "run"):  # evaluate / sample: the run must exist and be finished
                     check_finished(obj.run)
+                if getattr(obj, "resume", None):  # train resume=DIR: there must be a checkpoint to continue
+                    check_resumable(obj.resume)
                 if hasattr(obj, "dataset"):  # a missing data file fails now, before any run directory exists
                     check_available(obj.dataset)
+            if command == "train":  # Hydra creates the output directory first: it must be creatable
+                hydra_cfg = compose(config_name=command, overrides=variants[0] + [o for o in overrides
+                                                                                 if o.startswith(hydra_keys)],
+                                    return_hydra_config=True).hydra
+                for d in (hydra_cfg.run.dir, hydra_cfg.sweep.dir):
+                    check_writable_dir(d)
     except Exception as exc:
         return one_line(exc)
     finally:

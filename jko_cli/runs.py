@@ -43,6 +43,12 @@ def check_finished(path: str | Path) -> None:
                        f"metrics.json {'present' if (path / 'metrics.json').is_file() else 'missing'})")
 
 
+def check_resumable(path: str | Path) -> None:
+    """Raise RunError unless path holds a checkpoint to continue from."""
+    if not (Path(path) / "checkpoints" / "last.pt").is_file():
+        raise RunError(f"resume={path}: no checkpoints/last.pt there (nothing to resume)")
+
+
 def load_run(path: str | Path) -> Run:
     """Load a finished run (status 'finished', metrics.json and checkpoints/last.pt present)."""
     path = Path(path)

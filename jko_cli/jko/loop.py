@@ -1,16 +1,30 @@
-"""One JKO subproblem: minimise J(θ) on the current samples with Adam (DESIGN.md §2, "Outer loop")."""
+"""One JKO subproblem: minimise J(θ) on the current samples with Adam (DESIGN.md §2, "Outer loop").
+
+The loop is resumable at any Adam step (its position is a :class:`Progress`, saved in checkpoints) and
+fault tolerant: a non-finite loss or parameter found at the end of an epoch rolls the epoch back to the
+state it started from, lowers the learning rate and retries.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
+from jko_cli.errors import UserError
 from jko_cli.losses import subproblem_loss
 from jko_cli.models.potential import Potential
+
+log = logging.getLogger(__name__)
+
+
+class NumericalFault(UserError, RuntimeError):
+    """Too many consecutive non-finite epochs; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -23,8 +37,37 @@ class SubproblemSpec:
     method: str
     epochs: int
     batch_size: int
+    max_adam_steps: int | None = None  # cap on Adam steps (may stop mid-epoch)
+    fault_lr_factor: float = 0.5  # learning rate × this after a numerical fault
+    max_faults: int = 5  # consecutive faults before giving up
+    inject_nan_at: int = 0  # test hook: the loss of this Adam step (1-based, this subproblem) is NaN; 0 = off
     progress: bool = True
     desc: str = ""
+    fast: str = "off"  # implementation of the integration (trainer.fast; jko_cli.fast)
+
+
+@dataclass
+class Progress:
+    """Position inside one subproblem; everything needed to continue exactly (plain values and tensors)."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches done in the current epoch
+    adam_steps: int = 0
+    perm: torch.Tensor | None = None  # the current epoch's permutation
+    sums: torch.Tensor | None = None  # running (loss, L, C, R) sums of the current epoch
+    wall_s: float = 0.0
+    faults: int = 0  # consecutive faults
+    injected: bool = False
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Hooks:
+    on_epoch: Callable[[dict], None] | None = None  # after each good epoch, with its record
+    after_step: Callable[[Progress], None] | None = None  # after each Adam step (checkpoints, stop flag)
+    on_fault: Callable[[dict], None] | None = None
 
 
 @dataclass
@@ -34,37 +77,100 @@ class SubproblemResult:
     epochs: list[dict] = field(default_factory=list)  # per epoch: mean loss, L, C, R
 
 
+def _done(spec: SubproblemSpec, p: Progress) -> bool:
+    return p.epoch >= spec.epochs or (spec.max_adam_steps is not None and p.adam_steps >= spec.max_adam_steps)
+
+
 def solve_subproblem(model: Potential, optimizer: torch.optim.Optimizer, x: torch.Tensor, spec: SubproblemSpec,
-                     generator: torch.Generator, on_epoch: Callable[[dict], None] | None = None) -> SubproblemResult:
+                     generator: torch.Generator, progress: Progress | None = None,
+                     hooks: Hooks | None = None) -> SubproblemResult:
     """Run ``spec.epochs`` passes over x (N, d) in shuffled batches, one Adam step per batch.
 
-    The per-batch terms are accumulated as tensors and read back once per epoch (no host sync per step).
+    Terms are accumulated as tensors and read back once per epoch (no host sync per step). ``progress``
+    (modified in place) continues an interrupted solve exactly.
     """
-    n = x.shape[0]
-    batches = max(1, n // spec.batch_size)
+    p = progress if progress is not None else Progress()
+    hooks = hooks or Hooks()
     result = SubproblemResult()
-    start = time.perf_counter()
-    bar = tqdm(total=spec.epochs, desc=spec.desc, disable=not spec.progress, leave=False, mininterval=0.5)
-    for epoch in range(spec.epochs):
-        perm = torch.randperm(n, generator=generator).to(x.device)
-        sums = torch.zeros(4, dtype=x.dtype, device=x.device)
-        for b in range(batches):
-            batch = x[perm[b * spec.batch_size : (b + 1) * spec.batch_size]]
-            optimizer.zero_grad(set_to_none=True)
-            loss, (L, C, R) = subproblem_loss(model, batch, spec.alpha, spec.alpha_R, spec.n_steps, spec.method)
-            loss.backward()
-            optimizer.step()
-            sums += torch.stack([loss.detach(), L.detach(), C.detach(), R.detach()])
-        result.adam_steps += batches
-        means = (sums / batches).tolist()
-        record = {"epoch": epoch + 1, "adam_steps": result.adam_steps, "loss": means[0], "L": means[1],
-                  "C": means[2], "R": means[3]}
+    bar = tqdm(total=spec.epochs, initial=p.epoch, desc=spec.desc, disable=not spec.progress, leave=False,
+               mininterval=0.5)
+    while not _done(spec, p):
+        snapshot = _snapshot(model, optimizer, p)
+        _run_epoch(model, optimizer, x, spec, generator, p, hooks)
+        record = _close_epoch(model, optimizer, spec, p, snapshot, hooks)
+        if record is None:
+            continue
         result.epochs.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        bar.set_postfix(loss=f"{means[0]:.3f}", L=f"{means[1]:.3f}", C=f"{means[2]:.3f}", R=f"{means[3]:.3f}",
-                        refresh=False)
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(record)
+        bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "L", "C", "R")}, refresh=False)
         bar.update(1)
     bar.close()
-    result.wall_s = time.perf_counter() - start
+    result.adam_steps, result.wall_s = p.adam_steps, p.wall_s
     return result
+
+
+def _run_epoch(model, optimizer, x, spec: SubproblemSpec, generator, p: Progress, hooks: Hooks) -> None:
+    """The remaining batches of the current epoch (from p.batch on); p.batch counts the batches done."""
+    n, bs = x.shape[0], spec.batch_size
+    batches = max(1, n // bs)
+    if p.batch == 0:
+        p.perm = torch.randperm(n, generator=generator).to(x.device)
+        p.sums = torch.zeros(4, dtype=x.dtype, device=x.device)
+    while p.batch < batches and not _done(spec, p):
+        start = time.perf_counter()
+        batch = x[p.perm[p.batch * bs : (p.batch + 1) * bs]]
+        optimizer.zero_grad(set_to_none=True)
+        loss, (L, C, R) = subproblem_loss(model, batch, spec.alpha, spec.alpha_R, spec.n_steps, spec.method,
+                                              spec.fast)
+        if spec.inject_nan_at == p.adam_steps + 1 and not p.injected:
+            loss, p.injected = loss * float("nan"), True
+        loss.backward()
+        optimizer.step()
+        p.sums += torch.stack([loss.detach(), L.detach(), C.detach(), R.detach()])
+        p.batch += 1
+        p.adam_steps += 1
+        p.wall_s += time.perf_counter() - start
+        if hooks.after_step is not None:
+            hooks.after_step(p)
+
+
+def _close_epoch(model, optimizer, spec: SubproblemSpec, p: Progress, snapshot: dict, hooks: Hooks) -> dict | None:
+    """The epoch's record, or None after rolling a non-finite epoch back to ``snapshot`` (lr × factor)."""
+    means = (p.sums / max(1, p.batch)).tolist()
+    if all(torch.isfinite(torch.tensor(means))) and params_finite(model):
+        p.faults, p.epoch, p.batch = 0, p.epoch + 1, 0
+        return {"epoch": p.epoch, "adam_steps": p.adam_steps, "loss": means[0], "L": means[1], "C": means[2],
+                "R": means[3]}
+    p.faults += 1
+    if p.faults > spec.max_faults:
+        raise NumericalFault(f"non-finite loss or parameters in {p.faults} consecutive epochs (the learning rate "
+                             f"was lowered by trainer.fault_lr_factor={spec.fault_lr_factor} each time); giving up, "
+                             "the last good checkpoint is intact")
+    _restore(model, optimizer, p, snapshot, spec.fault_lr_factor)
+    event = {"epoch": p.epoch + 1, "fault": p.faults, "lr": optimizer.param_groups[0]["lr"],
+             "adam_steps": p.adam_steps}
+    log.warning("non-finite values in epoch %d: rolled back, learning rate lowered to %.3g (fault %d of at most %d)",
+                p.epoch + 1, event["lr"], p.faults, spec.max_faults)
+    if hooks.on_fault is not None:
+        hooks.on_fault(event)
+    return None
+
+
+def params_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(q).all()) for q in model.parameters())
+
+
+def _snapshot(model, optimizer, p: Progress) -> dict:
+    """The state an epoch starts from (mid-epoch after a resume): model, optimizer and position."""
+    return {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "batch": p.batch, "adam_steps": p.adam_steps,
+            "sums": None if p.sums is None else p.sums.clone()}
+
+
+def _restore(model, optimizer, p: Progress, snapshot: dict, lr_factor: float) -> None:
+    model.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] *= lr_factor
+    p.batch, p.adam_steps, p.sums = snapshot["batch"], snapshot["adam_steps"], snapshot["sums"]

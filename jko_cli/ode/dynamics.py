@@ -3,6 +3,10 @@
 State y = (x, ℓ, L, R) stored as one tensor (N, d+3):
 
     ẋ = −∇_x Φ,   ℓ̇ = −Δ_x Φ,   L̇ = ½‖∇_x Φ‖²,   Ṙ = |∂_t Φ − ½‖∇_x Φ‖²|
+
+``fast`` (``trainer.fast``: off | adjoint | compile | auto) picks the implementation: "off" is the plain
+one below (autograd through every stage); the others integrate the same scheme with the closed-form stages
+and discrete adjoint of :mod:`jko_cli.ode.adjoint` (see :mod:`jko_cli.fast`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from jko_cli.models.potential import Potential
+from jko_cli.ode.adjoint import augmented_flow, velocity_flow
 from jko_cli.ode.integrators import integrate
 
 
@@ -34,19 +39,40 @@ def velocity_field(potential: Potential):
     return f
 
 
-def flow_forward(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4"):
+def _kernels(potential: Potential, fast: str):
+    if fast == "off":
+        return None
+    from jko_cli import fast as fastpath  # imported here: jko_cli.fast builds on this package
+
+    return fastpath.kernels(fast, potential.w.device, potential.width)
+
+
+def flow_forward(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4", fast: str = "off"):
     """Integrate the augmented ODE on [0, 1]: x (N, d) → (z, ℓ, L, R) with z (N, d), others (N,)."""
+    kernels = _kernels(potential, fast)
+    if kernels is not None:
+        return augmented_flow(potential, x, n_steps, method, kernels)
     y0 = torch.cat([x, x.new_zeros(x.shape[0], 3)], dim=1)
     y1 = integrate(augmented_field(potential), y0, 0.0, 1.0, n_steps, method)
     d = potential.dim
     return y1[:, :d], y1[:, d], y1[:, d + 1], y1[:, d + 2]
 
 
-def flow_map(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4") -> torch.Tensor:
+def _velocity(potential: Potential, x: torch.Tensor, t0: float, t1: float, n_steps: int, method: str, fast: str):
+    kernels = _kernels(potential, fast)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or potential.w.requires_grad)
+    if kernels is None or needs_grad:  # the fast maps carry no autograd graph
+        return integrate(velocity_field(potential), x, t0, t1, n_steps, method)
+    return velocity_flow(potential, x, t0, t1, n_steps, method, kernels)
+
+
+def flow_map(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4",
+             fast: str = "off") -> torch.Tensor:
     """T(x) = x(1) without the log-determinant: x (N, d) → (N, d)."""
-    return integrate(velocity_field(potential), x, 0.0, 1.0, n_steps, method)
+    return _velocity(potential, x, 0.0, 1.0, n_steps, method, fast)
 
 
-def flow_inverse(potential: Potential, z: torch.Tensor, n_steps: int, method: str = "rk4") -> torch.Tensor:
+def flow_inverse(potential: Potential, z: torch.Tensor, n_steps: int, method: str = "rk4",
+                 fast: str = "off") -> torch.Tensor:
     """T⁻¹(z): integrate ẋ = −∇_x Φ backward from t = 1 to t = 0. z (N, d) → (N, d)."""
-    return integrate(velocity_field(potential), z, 1.0, 0.0, n_steps, method)
+    return _velocity(potential, z, 1.0, 0.0, n_steps, method, fast)

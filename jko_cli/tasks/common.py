@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jko_cli.checkpoint import save_json
 from jko_cli.errors import as_user_error
+from jko_cli.signals import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def run_task(command: str, run_dir: Path | None, work: Callable[[], dict], statu
     """
     try:
         return work()
+    except StopRequested as stop:  # the engine has checkpointed and marked status.json
+        log.error("%s: checkpoint written; continue with: jko-flow %s resume=%s", stop, command, run_dir)
+        raise SystemExit(128 + stop.signum) from None
     except KeyboardInterrupt:
         log.error("interrupted")
         _mark(run_dir, status, {"state": "interrupted"})

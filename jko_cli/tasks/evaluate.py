@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from jko_cli.config import to_object
-from jko_cli.evaluation import evaluate_run, sample_run
+from jko_cli.evaluation import evaluate_run, sample_run, timestamp
 from jko_cli.tasks.common import run_task
 
 log = logging.getLogger(__name__)
@@ -23,6 +22,5 @@ def evaluate_task(cfg: DictConfig) -> float:
 
 def sample_task(cfg: DictConfig) -> None:
     scfg = to_object(cfg)
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    out = Path(scfg.out) if scfg.out else Path(scfg.run) / f"samples_{stamp}.npy"
+    out = Path(scfg.out) if scfg.out else Path(scfg.run) / f"samples_{timestamp()}.npy"
     run_task("sample", Path(scfg.run), lambda: sample_run(scfg, Path(scfg.run), out), status=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -33,5 +34,23 @@ def task(cfg: DictConfig) -> float:
     if threads is not None and cfg.trainer.num_threads == 0:
         cfg.trainer.num_threads = threads
         log.info("parallel launcher: %d thread(s) per job", threads)
-    metrics = run_task("train", run_dir, lambda: engine.train(to_train_config(cfg), run_dir))
+    train_cfg = run_task("train", run_dir, lambda: resolve(cfg), status=False)  # a refusal must not mark the run
+    metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir))
     return metrics["nll_test"]
+
+
+def resolve(cfg: DictConfig):
+    """The validated TrainConfig; with ``resume=DIR``, the run's stored config (safe keys from the command line)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from jko_cli.checkpoint import load_checkpoint
+    from jko_cli.jko.state import resume_config, stored_config
+    from jko_cli.runs import check_resumable
+
+    current = to_train_config(cfg)
+    if current.resume is None:
+        return current
+    check_resumable(current.resume)
+    last = Path(current.resume) / "checkpoints" / "last.pt"
+    overridden = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    return resume_config(stored_config(load_checkpoint(last)), current, overridden)

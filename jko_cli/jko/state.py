@@ -1,0 +1,107 @@
+"""What the outer JKO loop carries from step to step, and its exact round trip through a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from jko_cli.config import ConfigValueError, TrainConfig, from_yaml, to_yaml
+from jko_cli.jko.flow import frozen_copy
+from jko_cli.jko.loop import Progress
+
+# Keys a resumed run may change: they affect speed, logging or safety, never the numbers.
+RESUME_SAFE_KEYS = ("resume", "trainer.progress", "trainer.num_threads", "trainer.device", "trainer.plots",
+                    "trainer.checkpoint_every", "trainer.max_faults", "trainer.fault_lr_factor",
+                    "trainer.inject_nan_at")
+
+
+@dataclass
+class JKOState:
+    """The outer loop's state; ``progress`` is set while a subproblem is under way."""
+
+    x_train: torch.Tensor  # training samples pushed through the blocks so far (training RK4 steps)
+    x_val: torch.Tensor  # validation samples, pushed the same way
+    x_test: torch.Tensor  # test samples pushed with the evaluation solver, for per-step NLL
+    test_logdet: torch.Tensor  # Σ_k ℓ_k of the test samples so far
+    blocks: list = field(default_factory=list)
+    steps: list = field(default_factory=list)  # per-JKO-step metrics
+    epochs: list = field(default_factory=list)  # per-epoch training records
+    adam_steps: int = 0  # over finished JKO steps
+    progress: Progress | None = None
+    wall_s: float = 0.0  # wall time spent before the current process (resumes)
+
+    def payload(self, cfg: TrainConfig, model, optimizer, shuffle: torch.Generator, jsonl_offset: int) -> dict:
+        """Everything needed to continue exactly, as plain values (loads with ``weights_only=True``)."""
+        return {
+            "config": to_yaml(cfg), "dim": self.x_train.shape[1], "jko_step": len(self.blocks),
+            "adam_steps": self.adam_steps, "blocks": [b.state_dict() for b in self.blocks],
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "steps": self.steps,
+            "epochs": self.epochs, "x_train": self.x_train, "x_val": self.x_val, "x_test": self.x_test,
+            "test_logdet": self.test_logdet, "shuffle_rng": shuffle.get_state(),
+            "progress": None if self.progress is None else self.progress.state_dict(),
+            "jsonl_offset": jsonl_offset, "wall_s": self.wall_s,
+        }
+
+    def restore(self, payload: dict, model, optimizer, shuffle: torch.Generator) -> None:
+        """Inverse of :meth:`payload` (model, optimizer and generator are updated in place)."""
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        shuffle.set_state(payload["shuffle_rng"])
+        device, dtype = self.x_train.device, self.x_train.dtype
+        for key in ("x_train", "x_val", "x_test", "test_logdet"):
+            setattr(self, key, payload[key].to(device, dtype))
+        self.blocks = []
+        for sd in payload["blocks"]:
+            model_copy = frozen_copy(model)
+            model_copy.load_state_dict(sd)
+            self.blocks.append(model_copy)
+        self.steps, self.epochs = list(payload["steps"]), list(payload["epochs"])
+        self.adam_steps, self.wall_s = payload["adam_steps"], payload["wall_s"]
+        prog = payload["progress"]
+        self.progress = None if prog is None else Progress(**{
+            k: (v.to(device) if isinstance(v, torch.Tensor) and k == "perm" else
+                v.to(device, dtype) if isinstance(v, torch.Tensor) else v) for k, v in prog.items()})
+
+
+def config_differences(a: TrainConfig, b: TrainConfig, ignore=RESUME_SAFE_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two configs (``ignore`` excepted)."""
+    from omegaconf import OmegaConf
+
+    fa, fb = (_flatten(OmegaConf.to_container(OmegaConf.structured(c))) for c in (a, b))
+    return sorted(k for k in fa.keys() | fb.keys() if k not in ignore and fa.get(k) != fb.get(k))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def stored_config(payload: dict) -> TrainConfig:
+    return from_yaml(payload["config"])
+
+
+def resume_config(stored: TrainConfig, current: TrainConfig, overridden: list[str]) -> TrainConfig:
+    """The config of an explicit ``resume=DIR``: the run's own, with the resume-safe keys taken from the
+    command line. ``overridden`` are the keys the user set; any other one that changes a value is refused."""
+    from omegaconf import OmegaConf
+
+    changed = [k for k in config_differences(stored, current) if k in overridden]
+    if changed:
+        from omegaconf import OmegaConf as OC
+
+        old, new = OC.structured(stored), OC.structured(current)
+        what = ", ".join(f"{k}={OC.select(new, k)!r} (the run has {OC.select(old, k)!r})" for k in changed)
+        raise ConfigValueError(f"resume={current.resume}: cannot change {what}; a resumed run keeps its config "
+                               f"(allowed to change: {', '.join(RESUME_SAFE_KEYS[1:])})")
+    merged = OmegaConf.structured(stored)
+    cur = OmegaConf.structured(current)
+    for key in RESUME_SAFE_KEYS:
+        if key in overridden or key == "resume":
+            OmegaConf.update(merged, key, OmegaConf.select(cur, key), merge=False)
+    return OmegaConf.to_object(merged)
