@@ -13,7 +13,8 @@ Paths: ``eager`` (trainer.fast=off) and each faster path (``adjoint``, ``compile
 ratio measured in one run. FLOPs count the multiply-adds of the formulas (:func:`step_flops`), ×2, and
 an Adam step as 3× the forward (each product's backward is two products of the same size).
 Writes bench.json: {config: {path: {median_ms, min_ms, max_ms, gflops, points_per_s, peak_rss_mb,
-threads}}, "matmul_gflops": …, "machine": {…}}.
+threads}}, "matmul_gflops": …, "machine": {…}}. ``--config miniboone --batch 2000`` measures one Adam step
+of the faster paths at batch 2000 once (after one warm-up call), with its peak RSS.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 # warmup: untimed calls (torch.compile's cold start, allocator warm-up); budget_s: extra repeats while cheap
 CONFIGS = {
     "toy": dict(dim=2, width=16, batch=2000, warmup=3, budget_s=2.0),
-    "miniboone": dict(dim=43, width=256, batch=500, warmup=2, budget_s=0.0),
+    "miniboone": dict(dim=43, width=256, batch=500, warmup=1, budget_s=0.0),
     "eval": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=2.0),
     "sample": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=2.0),
 }

@@ -21,20 +21,23 @@ import torch.nn.functional as F
 from jko_cli.models.workspace import Rows, Workspace, scratch
 
 SOFTPLUS_THRESHOLD = 40.0  # exp(−40) ≈ 4e−18: softplus's linear branch is exact in float64 too
-SMALL = 4  # under torch.compile, products with an inner or outer dimension this small are not GEMMs
+SMALL = 4  # under torch.compile, products over this few terms are written out elementwise (no GEMM call)
 
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, K) @ b (K, N). Under torch.compile a product with K or N ≤ SMALL (d = 2 on the toy problem)
-    is written as elementwise work, which the compiler fuses with its neighbours instead of calling a GEMM."""
-    if torch.compiler.is_compiling() and min(a.shape[1], b.shape[1]) <= SMALL:
-        return (a.unsqueeze(2) * b.unsqueeze(0)).sum(dim=1)
+    """a (M, K) @ b (K, N). Under torch.compile a product over K ≤ SMALL terms (d + 1 = 3 on the toy problem)
+    is written as K outer products, elementwise work that fuses with its neighbours instead of a GEMM call."""
+    if torch.compiler.is_compiling() and a.shape[1] <= SMALL:
+        out = a[:, :1] * b[:1]
+        for k in range(1, a.shape[1]):
+            out = out + a[:, k : k + 1] * b[k : k + 1]
+        return out
     return a @ b
 
 
 def addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """c + a @ b (see :func:`mm`)."""
-    if torch.compiler.is_compiling() and min(a.shape[1], b.shape[1]) <= SMALL:
+    if torch.compiler.is_compiling() and a.shape[1] <= SMALL:
         return c + mm(a, b)
     return torch.addmm(c, a, b)
 

@@ -9,6 +9,7 @@ each stage keeps only (N, m) activations and its K_i J_{i−1} products. The per
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,10 +37,14 @@ class Kernels:
 EAGER = Kernels("adjoint")
 
 
-def _times(method: str, t0: float, h: float, n_steps: int, like: torch.Tensor) -> torch.Tensor:
-    """Stage times, (n_steps, S)."""
+@functools.lru_cache(maxsize=64)
+def _tables(method: str, t0: float, h: float, n_steps: int, dtype: torch.dtype, device: torch.device):
+    """Stage times (n_steps, S) and step coefficients (:func:`step_coefs`), made once per configuration:
+    a host-to-device copy per integration would be a synchronisation point on CUDA."""
     c = tableau(method)[2]
-    return like.new_tensor([[t0 + (n + cs) * h for cs in c] for n in range(n_steps)])
+    with torch.inference_mode(False):  # plain tensors, usable (and guarded alike) in every mode
+        like = torch.empty((), dtype=dtype, device=device)
+        return like.new_tensor([[t0 + (n + cs) * h for cs in c] for n in range(n_steps)]), step_coefs(method, h, like)
 
 
 def integrate_augmented(W: Weights, x: torch.Tensor, n_steps: int, method: str, kernels: Kernels = EAGER,
@@ -48,8 +53,7 @@ def integrate_augmented(W: Weights, x: torch.Tensor, n_steps: int, method: str, 
 
     With ``tape`` (a list), each step's stage caches are appended to it for :func:`adjoint`.
     """
-    h = 1.0 / n_steps
-    times, coefs = _times(method, 0.0, h, n_steps, x), step_coefs(method, h, x)
+    times, coefs = _tables(method, 0.0, 1.0 / n_steps, n_steps, x.dtype, x.device)
     ell, L, R = (x.new_zeros(x.shape[0]) for _ in range(3))
     ws = Workspace() if kernels.workspace else None
     for n in range(n_steps):
@@ -64,8 +68,7 @@ def integrate_augmented(W: Weights, x: torch.Tensor, n_steps: int, method: str, 
 def integrate_velocity(W: Weights, x: torch.Tensor, t0: float, t1: float, n_steps: int, method: str,
                        kernels: Kernels = EAGER) -> torch.Tensor:
     """Integrate ẋ = −∇_x Φ(x, t) from t0 to t1 (either direction): x (N, d) → (N, d)."""
-    h = (t1 - t0) / n_steps
-    times, coefs = _times(method, t0, h, n_steps, x), step_coefs(method, h, x)
+    times, coefs = _tables(method, t0, (t1 - t0) / n_steps, n_steps, x.dtype, x.device)
     for n in range(n_steps):
         x = kernels.velocity(W, x, times[n], coefs, method)
     return x
@@ -73,7 +76,7 @@ def integrate_velocity(W: Weights, x: torch.Tensor, t0: float, t1: float, n_step
 
 def adjoint(W: Weights, tape: list, method: str, kernels: Kernels, gz, gell, gL, gR):
     """Reverse :func:`integrate_augmented`: cotangents of (z, ℓ, L, R) → (x̄ (N, d), :class:`Grads`)."""
-    coefs = step_coefs(method, 1.0 / len(tape), gz)
+    coefs = _tables(method, 0.0, 1.0 / len(tape), len(tape), gz.dtype, gz.device)[1]
     g = Grads.zeros(W)
     ws = Workspace() if kernels.workspace else None
     lam = gz
@@ -102,9 +105,15 @@ class _AugmentedFlow(torch.autograd.Function):
         return (xbar, None, *g.as_list(ctx.W))
 
 
+def _check(method: str, n_steps: int) -> None:
+    tableau(method)
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+
+
 def augmented_flow(potential, x: torch.Tensor, n_steps: int, method: str = "rk4", kernels: Kernels = EAGER):
     """Fast :func:`~jko_cli.ode.dynamics.flow_forward`: x (N, d) → (z, ℓ, L, R), differentiable by adjoint."""
-    tableau(method)
+    _check(method, n_steps)
     params = param_list(potential)
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
         return _AugmentedFlow.apply(x, (potential.dim, potential.h, n_steps, method, kernels), *params)
@@ -115,5 +124,6 @@ def augmented_flow(potential, x: torch.Tensor, n_steps: int, method: str = "rk4"
 def velocity_flow(potential, x: torch.Tensor, t0: float, t1: float, n_steps: int, method: str = "rk4",
                   kernels: Kernels = EAGER) -> torch.Tensor:
     """Fast flow map (t0=0, t1=1) or inverse (t0=1, t1=0), without gradient: x (N, d) → (N, d)."""
+    _check(method, n_steps)
     with torch.no_grad():
         return integrate_velocity(Weights.of(potential), x, t0, t1, n_steps, method, kernels)

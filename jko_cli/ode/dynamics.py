@@ -60,7 +60,7 @@ def flow_forward(potential: Potential, x: torch.Tensor, n_steps: int, method: st
 
 def _velocity(potential: Potential, x: torch.Tensor, t0: float, t1: float, n_steps: int, method: str, fast: str):
     kernels = _kernels(potential, fast)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or potential.w.requires_grad)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in potential.parameters()))
     if kernels is None or needs_grad:  # the fast maps carry no autograd graph
         return integrate(velocity_field(potential), x, t0, t1, n_steps, method)
     return velocity_flow(potential, x, t0, t1, n_steps, method, kernels)

@@ -134,9 +134,6 @@ def test_sigkill_between_steps_and_mid_save_then_resume_key_resumes_exactly(kill
     assert load_checkpoint(last_ckpt(run_dir))["jko_step"] == SMALL_K  # the partial .tmp files were ignored
 
 
-@pytest.mark.xfail(strict=True, reason="rough edge: jko/state.resume_config copies every resume-safe key from the "
-                   "command line, overridden or not, so `resume=DIR` swaps the run's own trainer.plots, "
-                   "checkpoint_every, progress, … for the trainer=default values (plots: true, 300, true)")
 def test_resume_key_keeps_the_runs_own_safe_settings(resumed_by_key):
     run_dir, _, _ = resumed_by_key
     stored = load_checkpoint(last_ckpt(run_dir))["config"]  # the run was made with these two (SMALL)
@@ -324,15 +321,11 @@ def test_resume_refuses_a_config_change_in_one_line(refused_resume):
     assert (run_dir / "metrics.json").read_bytes() == before[run_dir / "metrics.json"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: tasks/common.run_task marks the *resumed* run's status.json "
-                   "'failed' when resolve() refuses the resume, so a finished run stops being usable")
 def test_refused_resume_leaves_the_run_untouched(refused_resume):
     run_dir, _, before = refused_resume
     assert (run_dir / "status.json").read_bytes() == before[run_dir / "status.json"]
 
 
-@pytest.mark.xfail(strict=True, reason="rough edge: Hydra creates the run directory before any check, so a path "
-                   "below a regular file ends in a short traceback (NotADirectoryError, exit 1)")
 def test_unwritable_output_directory_fails_in_one_line(tmp_path, jko_flow_exe, cli_env):
     (tmp_path / "afile").write_text("a file, not a directory\n")
     proc = run_cli(jko_flow_exe, cli_env, tmp_path, "train", *SMALL, f"hydra.run.dir={tmp_path}/afile/run")

@@ -108,8 +108,6 @@ def test_save_json_replaces_atomically(tmp_path):
     assert _listing(tmp_path) == ["status.json"]
 
 
-@pytest.mark.xfail(strict=True, reason="rough edge: _atomic_write keeps mkstemp's mode 0600, so metrics.json, "
-                   "status.json and checkpoints are unreadable to group/others regardless of the umask")
 def test_written_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:

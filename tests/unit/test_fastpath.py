@@ -149,3 +149,11 @@ def test_modes_resolve_and_validate(monkeypatch):
         fastpath.resolve("turbo")
     with pytest.raises(ConfigValueError, match="trainer.fast"):
         TrainerConfig(fast="turbo")
+
+
+def test_fast_path_rejects_bad_solver_settings():
+    pot, x = _potential(2, 4, 2, torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_steps"):
+        flow_forward(pot, x, 0, "rk4", "adjoint")
+    with pytest.raises(ValueError, match="allowed"):
+        flow_map(pot, x, 4, "midpoint", "adjoint")
