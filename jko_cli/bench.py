@@ -8,7 +8,8 @@ Configurations (DESIGN.md §2 model, float32, RK4 with 8 steps unless said other
     sample     20 000 samples through the same flow
 
 Every (configuration, path) runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its
-own; the figure is the median (with min and max) of at least ``--repeats`` timed repeats after warm-up.
+own (base_rss_mb: the same process before the workload, i.e. Python with torch loaded); the figure is the
+median (with min and max) of at least ``--repeats`` timed repeats after warm-up.
 Paths: ``eager`` (trainer.fast=off) and each faster path (``adjoint``, ``compile``), so every speed-up is a
 ratio measured in one run. FLOPs count the multiply-adds of the formulas (:func:`step_flops`), ×2, and
 an Adam step as 3× the forward (each product's backward is two products of the same size).
@@ -126,6 +127,7 @@ def run_worker(name: str, path: str, args) -> dict:
         return {"matmul": _matmul_gflops(device)}
     cfg = CONFIGS[name]
     batch = args.batch or cfg["batch"]
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the interpreter with torch loaded
     fn = _workload(name, cfg, PATHS[path], device, batch)
     times = _time(fn, device, args.warmup if args.warmup is not None else cfg["warmup"], args.repeats,
                   cfg["budget_s"])
@@ -137,6 +139,7 @@ def run_worker(name: str, path: str, args) -> dict:
     else:
         out["points_per_s"] = batch / median
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["base_rss_mb"] = base_rss
     if device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     out["threads"] = torch.get_num_threads()
