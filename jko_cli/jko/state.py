@@ -59,9 +59,13 @@ class JKOState:
         self.steps, self.epochs = list(payload["steps"]), list(payload["epochs"])
         self.adam_steps, self.wall_s = payload["adam_steps"], payload["wall_s"]
         prog = payload["progress"]
-        self.progress = None if prog is None else Progress(**{
-            k: (v.to(device) if isinstance(v, torch.Tensor) and k == "perm" else
-                v.to(device, dtype) if isinstance(v, torch.Tensor) else v) for k, v in prog.items()})
+        if prog is not None:
+            prog = dict(prog)
+            if prog["perm"] is not None:
+                prog["perm"] = prog["perm"].to(device)  # integer indices: device only
+            if prog["sums"] is not None:
+                prog["sums"] = prog["sums"].to(device, dtype)
+        self.progress = None if prog is None else Progress(**prog)
 
 
 def config_differences(a: TrainConfig, b: TrainConfig, ignore=RESUME_SAFE_KEYS) -> list[str]:
