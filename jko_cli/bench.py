@@ -34,10 +34,10 @@ import torch
 
 # warmup: untimed calls (torch.compile's cold start, allocator warm-up); budget_s: extra repeats while cheap
 CONFIGS = {
-    "toy": dict(dim=2, width=16, batch=2000, warmup=3, budget_s=2.0),
+    "toy": dict(dim=2, width=16, batch=2000, warmup=3, budget_s=1.0),
     "miniboone": dict(dim=43, width=256, batch=500, warmup=1, budget_s=0.0),
-    "eval": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=2.0),
-    "sample": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=2.0),
+    "eval": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=0.0),
+    "sample": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=0.0),
 }
 PATHS = {"eager": "off", "adjoint": "adjoint", "compile": "compile"}
 DEPTH, N_STEPS, K_BLOCKS, EVAL_STEPS, MAX_REPEATS = 2, 8, 5, 16, 50
