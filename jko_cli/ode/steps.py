@@ -57,13 +57,18 @@ def eval_step(W: Weights, x, ell, L, R, ts, coefs, method: str, ws: Workspace | 
     return _augmented_step(W, x, ell, L, R, ts, coefs, method, None, ws)
 
 
+def _stage_input(x, gxs: list, row, coefs):
+    """X_s = x + Σ_j coefs[k] ⊙ ∇_x Φ at stage j, for the (j, k) pairs of the tableau row (signs in coefs)."""
+    for j, k in row:
+        x = torch.addcmul(x, gxs[j], coefs[k])
+    return x
+
+
 def _augmented_step(W: Weights, x, ell, L, R, ts, coefs, method: str, caches: list | None, ws: Workspace | None):
     inputs, hb = _stages(method)
     gxs, x_next = [], x
     for s, row in enumerate(inputs):
-        xs = x
-        for j, k in row:
-            xs = torch.addcmul(xs, gxs[j], coefs[k])
+        xs = _stage_input(x, gxs, row, coefs)
         gx, gt, lap = stage_forward(W, xs, ts[s], None if caches is None else caches[s], ws=ws)
         half_sq = (gx * gx).sum(dim=1) * 0.5
         r = gt - half_sq
@@ -81,9 +86,7 @@ def velocity_step(W: Weights, x, ts, coefs, method: str):
     inputs, hb = _stages(method)
     gxs, x_next = [], x
     for s, row in enumerate(inputs):
-        xs = x
-        for j, k in row:
-            xs = torch.addcmul(xs, gxs[j], coefs[k])
+        xs = _stage_input(x, gxs, row, coefs)
         gxs.append(stage_forward(W, xs, ts[s], laplacian=False)[0])
         x_next = torch.addcmul(x_next, gxs[-1], coefs[hb[s]], value=-1.0)
     return x_next
