@@ -10,8 +10,9 @@ Configurations (DESIGN.md §2 model, float32, RK4 with 8 steps unless said other
 Every (configuration, path) runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its
 own (base_rss_mb: the same process before the workload, i.e. Python with torch loaded); the figure is the
 median (with min and max) of at least ``--repeats`` timed repeats after warm-up.
-Paths: ``eager`` (trainer.fast=off) and each faster path (``adjoint``, ``compile``), so every speed-up is a
-ratio measured in one run. FLOPs count the multiply-adds of the formulas (:func:`step_flops`), ×2, and
+Paths: ``eager`` (trainer.fast=off) and each faster path (``adjoint``, ``compile``, ``native``), so every
+speed-up is a ratio measured in one run. ``native`` (the fused C++ kernel, for narrow networks) is not run on
+``miniboone``, whose GEMM-bound step it is not meant for (``trainer.fast=auto`` does not pick it there). FLOPs count the multiply-adds of the formulas (:func:`step_flops`), ×2, and
 an Adam step as 3× the forward (each product's backward is two products of the same size).
 Writes bench.json: {config: {path: {median_ms, min_ms, max_ms, gflops, points_per_s, peak_rss_mb,
 threads}}, "matmul_gflops": …, "machine": {…}}. ``--config miniboone --batch 2000`` measures one Adam step
@@ -39,7 +40,7 @@ CONFIGS = {
     "eval": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=0.0),
     "sample": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=0.0),
 }
-PATHS = {"eager": "off", "adjoint": "adjoint", "compile": "compile"}
+PATHS = {"eager": "off", "adjoint": "adjoint", "compile": "compile", "native": "native"}
 DEPTH, N_STEPS, K_BLOCKS, EVAL_STEPS, MAX_REPEATS = 2, 8, 5, 16, 50
 RESULT_TAG = "BENCH_RESULT "
 
@@ -156,6 +157,13 @@ def _matmul_gflops(device: torch.device) -> dict:
     return out
 
 
+def applies(name: str, path: str) -> bool:
+    """Whether a path is measured on a configuration (the fused kernel only on narrow networks)."""
+    from jko_cli.fast import WIDE
+
+    return not (path == "native" and CONFIGS[name]["width"] >= WIDE)
+
+
 def _spawn(name: str, path: str, args) -> dict:
     """Run one measurement in a fresh interpreter (its own peak RSS); returns its result dict."""
     cmd = [sys.executable, "-m", "jko_cli.bench", "--worker", name, path, "--device", args.device,
@@ -187,7 +195,7 @@ def run_all(args) -> dict:
     matmul = _spawn("matmul", "eager", args).get("matmul", {})
     result: dict = {}
     for name in args.config:
-        result[name] = {path: _spawn(name, path, args) for path in args.paths}
+        result[name] = {path: _spawn(name, path, args) for path in args.paths if applies(name, path)}
     result["matmul_gflops"] = max(matmul.values()) if matmul else None
     result["machine"] = _machine(args, matmul, started)
     return result

@@ -33,7 +33,7 @@ ADAPTIVE_SOLVERS = ("dopri5",)  # through torchdiffeq; evaluation and sampling o
 SCHEDULES = ("constant", "single")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
-FAST_MODES = ("off", "adjoint", "compile", "auto")  # trainer.fast: see jko_cli/fast.py
+FAST_MODES = ("off", "adjoint", "compile", "native", "auto")  # trainer.fast: see jko_cli/fast.py
 
 
 @dataclass
@@ -124,7 +124,7 @@ class TrainerConfig:
     fault_lr_factor: float = 0.5  # after a non-finite epoch: roll back, learning rate × this, retry
     max_faults: int = 5  # consecutive non-finite epochs before the run stops
     inject_nan_at: int = 0  # fault injection for tests: Adam step n (1-based, whole run) gets a NaN loss; 0 = off
-    fast: str = "auto"  # integration: off (plain autograd) | adjoint (closed-form) | compile (+torch.compile) | auto
+    fast: str = "auto"  # integration: off (autograd) | adjoint (closed-form) | compile | native (fused C++) | auto
 
     def __post_init__(self):
         for key in ("epochs_per_step", "batch_size", "eval_samples", "mmd_draws", "step_eval_samples"):

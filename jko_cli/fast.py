@@ -4,14 +4,18 @@
     adjoint   closed-form stages and the hand-derived discrete adjoint (:mod:`jko_cli.ode.adjoint`), eager
     compile   the same stage functions compiled by ``torch.compile``: elementwise work fused into a few
               kernels per stage; falls back to ``adjoint`` with a logged warning if compilation fails
-    auto      ``compile`` where torch.compile can work here (a C++ compiler on CPU, Triton on CUDA) and
-              pays: on CPU only for narrow networks (width < 128), whose cost is elementwise work and
-              kernel launches; wide ones are GEMM-bound and the eager ``adjoint`` path reuses its large
-              buffers, which compiled graphs re-allocate per call. Else ``adjoint``.
+    native    CPU only: the fused C++ kernel of :mod:`jko_cli.native` (the whole integration of a block of
+              samples, and for training its reverse, in one cache-resident pass, one sample per SIMD lane);
+              built once per machine on first use. Where it does not apply (a GPU, gradients with respect
+              to the input points, d > 64) the ``adjoint`` path runs; if it cannot be built (no C++
+              compiler), ``adjoint`` with a logged warning
+    auto      on CPU, narrow networks (width < 128, whose cost is kernel launches and elementwise work):
+              ``native`` where it builds, else ``compile`` where torch.compile works (a C++ compiler);
+              wide ones are GEMM-bound and the eager ``adjoint`` path reuses its large buffers. On CUDA:
+              ``compile`` where Triton is present. Else ``adjoint``.
 
-All four give the same numbers to round-off (tests/unit/test_fastpath.py). ``compile`` costs a cold start
-of seconds per stage function and input shape (cached on disk across runs), so short runs such as
-``trainer=smoke`` use ``adjoint``.
+All five give the same numbers to round-off (tests/unit/test_fastpath.py, tests/unit/test_native.py).
+``compile`` costs a cold start of seconds per stage function and input shape (cached on disk across runs).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from jko_cli.ode.steps import eval_step, train_step, velocity_step, vjp_step
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAST_MODES", "compile_supported", "compiled_kernels", "kernels", "resolve"]
+__all__ = ["FAST_MODES", "compile_supported", "compiled_kernels", "kernels", "native_supported", "resolve"]
 
 
 @functools.cache
@@ -52,13 +56,29 @@ def compile_supported(device: torch.device | str | None = None) -> bool:
 WIDE = 128  # on CPU, networks at least this wide run the eager adjoint under 'auto'
 
 
+def native_supported(device: torch.device | str | None = None) -> bool:
+    """Whether the fused C++ kernel runs for ``device`` here (CPU, and it builds)."""
+    if device is not None and torch.device(device).type != "cpu":
+        return False
+    from jko_cli import native
+
+    return native.available()
+
+
 def resolve(mode: str, device: torch.device | str | None = None, width: int = 0) -> str:
-    """'auto' → 'compile' or 'adjoint' (see the module docstring); other modes are returned validated."""
+    """'auto' → 'native', 'compile' or 'adjoint' (see the module docstring); 'native' → 'adjoint' where it
+    cannot run; other modes are returned validated."""
     if mode not in FAST_MODES:
         raise ValueError(f"unknown fast mode {mode!r}; allowed: {', '.join(FAST_MODES)}")
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if mode == "native":
+        return "native" if native_supported(device) else "adjoint"
     if mode == "auto":
-        on_cpu = device is None or torch.device(device).type == "cpu"
-        return "compile" if compile_supported(device) and not (on_cpu and width >= WIDE) else "adjoint"
+        if on_cpu and width >= WIDE:
+            return "adjoint"
+        if on_cpu and native_supported(device):
+            return "native"
+        return "compile" if compile_supported(device) else "adjoint"
     return mode
 
 
@@ -67,7 +87,7 @@ def kernels(mode: str, device: torch.device | str | None = None, width: int = 0)
     mode = resolve(mode, device, width)
     if mode == "off":
         return None
-    return EAGER if mode == "adjoint" else compiled_kernels()
+    return compiled_kernels() if mode == "compile" else EAGER  # native: the adjoint kernels where it does not apply
 
 
 class _Fallback:

@@ -4,9 +4,10 @@ State y = (x, ℓ, L, R) stored as one tensor (N, d+3):
 
     ẋ = −∇_x Φ,   ℓ̇ = −Δ_x Φ,   L̇ = ½‖∇_x Φ‖²,   Ṙ = |∂_t Φ − ½‖∇_x Φ‖²|
 
-``fast`` (``trainer.fast``: off | adjoint | compile | auto) picks the implementation: "off" is the plain
-one below (autograd through every stage); the others integrate the same scheme with the closed-form stages
-and discrete adjoint of :mod:`jko_cli.ode.adjoint` (see :mod:`jko_cli.fast`).
+``fast`` (``trainer.fast``: off | adjoint | compile | native | auto) picks the implementation: "off" is the
+plain one below (autograd through every stage); the others integrate the same scheme with the closed-form
+stages and discrete adjoint of :mod:`jko_cli.ode.adjoint`, or, without gradients, the fused kernel of
+:mod:`jko_cli.native` (see :mod:`jko_cli.fast`).
 """
 
 from __future__ import annotations
@@ -47,8 +48,27 @@ def _kernels(potential: Potential, fast: str):
     return fastpath.kernels(fast, potential.w.device, potential.width)
 
 
+def uses_native(potential: Potential, x: torch.Tensor, method: str, fast: str) -> bool:
+    """Whether ``fast`` resolves to the fused kernel and it applies to this potential and input."""
+    if fast not in ("native", "auto"):
+        return False
+    from jko_cli import fast as fastpath
+    from jko_cli import native
+
+    return fastpath.resolve(fast, potential.w.device, potential.width) == "native" and native.supports(
+        potential, x, method)
+
+
+def _needs_grad(potential: Potential, x: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in potential.parameters()))
+
+
 def flow_forward(potential: Potential, x: torch.Tensor, n_steps: int, method: str = "rk4", fast: str = "off"):
     """Integrate the augmented ODE on [0, 1]: x (N, d) → (z, ℓ, L, R) with z (N, d), others (N,)."""
+    if not _needs_grad(potential, x) and uses_native(potential, x, method, fast):
+        from jko_cli import native
+
+        return native.augmented(potential, x, n_steps, method)
     kernels = _kernels(potential, fast)
     if kernels is not None:
         return augmented_flow(potential, x, n_steps, method, kernels)
@@ -60,9 +80,12 @@ def flow_forward(potential: Potential, x: torch.Tensor, n_steps: int, method: st
 
 def _velocity(potential: Potential, x: torch.Tensor, t0: float, t1: float, n_steps: int, method: str, fast: str):
     kernels = _kernels(potential, fast)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in potential.parameters()))
-    if kernels is None or needs_grad:  # the fast maps carry no autograd graph
+    if kernels is None or _needs_grad(potential, x):  # the fast maps carry no autograd graph
         return integrate(velocity_field(potential), x, t0, t1, n_steps, method)
+    if uses_native(potential, x, method, fast):
+        from jko_cli import native
+
+        return native.velocity(potential, x, t0, t1, n_steps, method)
     return velocity_flow(potential, x, t0, t1, n_steps, method, kernels)
 
 

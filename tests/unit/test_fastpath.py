@@ -141,7 +141,13 @@ def test_modes_resolve_and_validate(monkeypatch):
     assert fastpath.resolve("off") == "off" and fastpath.kernels("off") is None
     assert fastpath.kernels("adjoint").name == "adjoint"
     monkeypatch.setattr(fastpath, "compile_supported", lambda device=None: True)
+    monkeypatch.setattr(fastpath, "native_supported", lambda device=None: True)
+    assert fastpath.resolve("auto", "cpu", width=16) == "native"
+    assert fastpath.kernels("native", "cpu", 16).name == "adjoint"  # where the fused kernel does not apply
+    assert fastpath.resolve("auto", "cuda", width=16) == "compile"
+    monkeypatch.setattr(fastpath, "native_supported", lambda device=None: False)
     assert fastpath.resolve("auto", "cpu", width=16) == "compile"
+    assert fastpath.resolve("native", "cpu", width=16) == "adjoint"
     assert fastpath.resolve("auto", "cpu", width=256) == "adjoint"  # GEMM-bound: the eager adjoint wins
     monkeypatch.setattr(fastpath, "compile_supported", lambda device=None: False)
     assert fastpath.resolve("auto", "cpu", width=16) == "adjoint"

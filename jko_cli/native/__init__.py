@@ -1,0 +1,260 @@
+"""The fused CPU kernel (``trainer.fast=native``): flow_kernel.cpp built on first use, called through ctypes.
+
+The C++ source integrates a block of samples through the whole RK scheme, one sample per SIMD lane, and for
+training reverses it in the same pass (see the source's header). It is compiled once per machine, source
+and compiler into the user cache directory (``JKO_FLOW_NATIVE_DIR`` overrides it) with ``-O3
+-march=native``; concurrent first builds are safe (each writes a private file, then renames it). ctypes
+releases the GIL during a call, so ``torch.get_num_threads()`` Python threads each take a slice of the batch.
+
+Public functions take a :class:`~jko_cli.models.potential.Potential` and tensors on the CPU (float32 or
+float64); :func:`available` says whether the kernel can be built here (a C++ compiler is needed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from jko_cli.models.closed_form import param_list
+from jko_cli.ode.steps import tableau
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("flow_kernel.cpp")
+FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-fno-math-errno", "-fopenmp-simd"]
+ABI_VERSION = 1
+MAX_DIM, MAX_STAGES = 64, 16
+TRAIN, EVAL, VELOCITY = 0, 1, 2
+LANES = {torch.float32: 64, torch.float64: 8}  # samples per block (Num<T>::B in the source)
+
+
+class NativeUnavailable(RuntimeError):
+    """The kernel cannot be built or loaded here."""
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("JKO_FLOW_NATIVE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("jko-flow")) / "native"
+
+
+def _cpu_tag() -> str:
+    """What -march=native depends on: the CPU's model and flags (a shared home on mixed nodes stays safe)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build(cxx: str) -> Path:
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    source = SOURCE.read_bytes()
+    attempts = [[*FLAGS, "-march=native"], FLAGS]
+    for flags in attempts:
+        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+                                        _cpu_tag().encode()])).hexdigest()[:16]
+        target = _cache_dir() / f"flow_kernel-{key}.so"
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        proc = subprocess.run([cxx, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            os.replace(tmp, target)
+            log.info("built the native kernel: %s", target)
+            return target
+        os.unlink(tmp)
+        log.debug("native build with %s failed: %s", flags, proc.stderr[-2000:])
+    raise NativeUnavailable(f"compiling {SOURCE.name} with {cxx} failed")
+
+
+def _declare(fn, ctype) -> None:
+    p = ctypes.POINTER(ctype)
+    dp = ctypes.POINTER(ctypes.c_double)
+    i64, dbl = ctypes.c_int64, ctypes.c_double
+    fn.argtypes = [ctypes.c_int, i64, i64, i64, i64, dbl, p, p, p, p, p, p, p, i64, i64, dp, dp, dp,
+                   dbl, dbl, dbl, dbl, p, p, p, p, p, dp, dp]
+    fn.restype = ctypes.c_int
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The loaded kernel (built on first use); raises :class:`NativeUnavailable`."""
+    cxx = _compiler()
+    if cxx is None:
+        raise NativeUnavailable("no C++ compiler found (set CXX)")
+    lib = ctypes.CDLL(str(_build(cxx)))
+    if lib.jko_abi_version() != ABI_VERSION:
+        raise NativeUnavailable("stale native kernel build")
+    _declare(lib.jko_flow_f32, ctypes.c_float)
+    _declare(lib.jko_flow_f64, ctypes.c_double)
+    return lib
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the kernel builds and loads here (logs why not, once)."""
+    try:
+        library()
+        return True
+    except (NativeUnavailable, OSError) as exc:
+        log.warning("native kernel unavailable (%s); using the adjoint path", exc)
+        return False
+
+
+def supports(potential, x: torch.Tensor, method: str) -> bool:
+    """Whether this problem fits the kernel: CPU float32/64, d ≤ 64, an explicit tableau of ≤ 16 stages."""
+    return (x.device.type == "cpu" and x.dtype in LANES and potential.w.dtype == x.dtype
+            and x.shape[1] <= MAX_DIM and len(tableau(method)[1]) <= MAX_STAGES)
+
+
+_POOL: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    if n not in _POOL:
+        _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="jko-native")
+    return _POOL[n]
+
+
+def _ptr(t: torch.Tensor | None, ctype):
+    return None if t is None else ctypes.cast(t.data_ptr(), ctypes.POINTER(ctype))
+
+
+class _Call:
+    """One kernel invocation over a batch, split into per-thread slices of whole blocks."""
+
+    def __init__(self, potential, x: torch.Tensor, method: str, n_steps: int, t0: float, t1: float):
+        self.dtype = x.dtype
+        self.ctype = ctypes.c_float if x.dtype == torch.float32 else ctypes.c_double
+        self.fn = library().jko_flow_f32 if x.dtype == torch.float32 else library().jko_flow_f64
+        params = [p.detach().contiguous() for p in param_list(potential)]
+        n_layers = (len(params) - 5) // 2
+        K0, b0 = params[0], params[1]
+        Ks = torch.stack(params[2 : 2 + 2 * n_layers : 2]).contiguous()
+        bs = torch.stack(params[3 : 3 + 2 * n_layers : 2]).contiguous()
+        w, A, c = params[2 + 2 * n_layers :]
+        self.A = A
+        self.weights = [K0, b0, Ks, bs, w, (A.T @ A).contiguous(), c]
+        rows, b, cs = tableau(method)
+        S = len(b)
+        a = torch.zeros(S, S, dtype=torch.float64)
+        for s, row in rows:
+            for j, v in row:
+                a[s, j] = v
+        self.tab = [a.contiguous(), torch.tensor(b, dtype=torch.float64), torch.tensor(cs, dtype=torch.float64)]
+        self.dims = (x.shape[1], K0.shape[0], n_layers, potential.h)
+        self.n_steps, self.S, self.t0, self.t1 = n_steps, S, t0, t1
+        self.x = x.detach().contiguous()
+        self.grad_size = sum(t.numel() for t in self.weights)
+
+    def slices(self) -> list[tuple[int, int]]:
+        n, lanes = self.x.shape[0], LANES[self.dtype]
+        threads = max(1, min(torch.get_num_threads(), math.ceil(n / lanes)))
+        blocks = math.ceil(n / lanes)
+        bounds = [min(n, lanes * (blocks * i // threads)) for i in range(threads + 1)]
+        return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+
+    def run(self, mode: int, alpha: float = 0.0, alpha_R: float = 0.0, outputs: tuple = ()):
+        """Runs the kernel; returns (sums (3,), grads (grad_size,)) summed over the slices, in float64."""
+        slices = self.slices()
+        sums = torch.zeros(len(slices), 3, dtype=torch.float64)
+        grads = torch.zeros(len(slices), self.grad_size if mode == TRAIN else 1, dtype=torch.float64)
+        d, m, nl, h = self.dims
+        ct, dp = self.ctype, ctypes.c_double
+        wts = [_ptr(t, ct) for t in self.weights]
+        tab = [_ptr(t, dp) for t in self.tab]
+
+        def work(i: int) -> int:
+            lo, hi = slices[i]
+            outs = [None if o is None else _ptr(o[lo:hi], ct) for o in outputs] + [None] * (4 - len(outputs))
+            return self.fn(mode, hi - lo, d, m, nl, h, *wts, self.n_steps, self.S, *tab, self.t0, self.t1,
+                           alpha, alpha_R, _ptr(self.x[lo:hi], ct), *outs, _ptr(sums[i], dp), _ptr(grads[i], dp))
+
+        codes = [work(0)] if len(slices) == 1 else list(_pool(len(slices)).map(work, range(len(slices))))
+        if any(codes):
+            raise NativeUnavailable(f"the native kernel refused the problem (d={d}, stages={self.S})")
+        return sums.sum(dim=0), grads.sum(dim=0)
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Gradient of [K0, b0, Ks, bs, w, AᵀA, c] (flat) → tensors in param_list order (A's from AᵀA's)."""
+        out, k = [], 0
+        for t in self.weights:
+            out.append(flat[k : k + t.numel()].view(t.shape).to(self.dtype))
+            k += t.numel()
+        gK0, gb0, gKs, gbs, gw, gAtA, gc = out
+        layers = [g for pair in zip(gKs.unbind(), gbs.unbind(), strict=True) for g in pair]
+        return [gK0, gb0, *layers, gw, self.A @ (gAtA + gAtA.T), gc]
+
+
+def augmented(potential, x: torch.Tensor, n_steps: int, method: str = "rk4"):
+    """x (N, d) → (z (N, d), ℓ, L, R (N,)) on [0, 1], without gradient."""
+    call = _Call(potential, x, method, n_steps, 0.0, 1.0)
+    outs = (torch.empty_like(call.x), *(x.new_empty(x.shape[0]) for _ in range(3)))
+    call.run(EVAL, outputs=outs)
+    return outs
+
+
+def velocity(potential, x: torch.Tensor, t0: float, t1: float, n_steps: int, method: str = "rk4") -> torch.Tensor:
+    """Integrate ẋ = −∇_xΦ from t0 to t1: x (N, d) → (N, d), without gradient."""
+    call = _Call(potential, x, method, n_steps, t0, t1)
+    z = torch.empty_like(call.x)
+    call.run(VELOCITY, outputs=(z,))
+    return z
+
+
+class _FusedLoss(torch.autograd.Function):
+    """params → J = mean L + α C + α_R mean R; the gradient is computed with the loss, in the same pass."""
+
+    @staticmethod
+    def forward(ctx, call: _Call, alpha: float, alpha_R: float, *params):
+        sums, grads = call.run(TRAIN, alpha, alpha_R)
+        n = call.x.shape[0]
+        ctx.grads = [g / n for g in call.unflatten(grads)]
+        L, C, R = (sums / n).to(call.dtype).unbind()
+        ctx.mark_non_differentiable(L, C, R)
+        return L + alpha * C + alpha_R * R, L, C, R
+
+    @staticmethod
+    def backward(ctx, gloss, *_):
+        return (None, None, None, *(gloss * g for g in ctx.grads))
+
+
+def subproblem_loss(potential, x: torch.Tensor, alpha: float, alpha_R: float, n_steps: int, method: str = "rk4"):
+    """The JKO subproblem objective (see :func:`jko_cli.losses.subproblem_loss`) by the fused kernel.
+
+    Differentiable with respect to the potential's parameters (not x); the terms are detached.
+    """
+    call = _Call(potential, x, method, n_steps, 0.0, 1.0)
+    params = param_list(potential)
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        loss, L, C, R = _FusedLoss.apply(call, alpha, alpha_R, *params)
+        return loss, (L, C, R)
+    sums, _ = call.run(EVAL)
+    L, C, R = (sums / x.shape[0]).to(x.dtype).unbind()
+    return L + alpha * C + alpha_R * R, (L, C, R)
