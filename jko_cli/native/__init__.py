@@ -37,7 +37,6 @@ FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-fno-math-errno", "-fopenmp-s
 ABI_VERSION = 1
 MAX_DIM, MAX_STAGES = 64, 16
 TRAIN, EVAL, VELOCITY = 0, 1, 2
-LANES = {torch.float32: 64, torch.float64: 8}  # samples per block (Num<T>::B in the source)
 
 
 class NativeUnavailable(RuntimeError):
@@ -129,7 +128,7 @@ def available() -> bool:
 
 def supports(potential, x: torch.Tensor, method: str) -> bool:
     """Whether this problem fits the kernel: CPU float32/64, d ≤ 64, an explicit tableau of ≤ 16 stages."""
-    return (x.device.type == "cpu" and x.dtype in LANES and potential.w.dtype == x.dtype
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and potential.w.dtype == x.dtype
             and x.shape[1] <= MAX_DIM and len(tableau(method)[1]) <= MAX_STAGES)
 
 
@@ -174,7 +173,7 @@ class _Call:
         self.grad_size = sum(t.numel() for t in self.weights)
 
     def slices(self) -> list[tuple[int, int]]:
-        n, lanes = self.x.shape[0], LANES[self.dtype]
+        n, lanes = self.x.shape[0], library().jko_lanes(int(self.dtype == torch.float64))
         threads = max(1, min(torch.get_num_threads(), math.ceil(n / lanes)))
         blocks = math.ceil(n / lanes)
         bounds = [min(n, lanes * (blocks * i // threads)) for i in range(threads + 1)]

@@ -39,7 +39,7 @@ struct Num<float> {
 template <>
 struct Num<double> {
     using U = uint64_t;
-    static constexpr int B = 8;
+    static constexpr int B = 32;
     static constexpr double LO = -700.0;
     static constexpr double SHIFT = 6755399441055744.0;  // 1.5·2^52
     static constexpr int MANT = 52, BIAS = 1023, EXP_DEG = 13, LOG_TERMS = 18;
@@ -172,10 +172,29 @@ class Block {
     static constexpr int W = 64 / int(sizeof(T));  // lanes of one 64-byte vector
     static_assert(B % W == 0, "a block is whole vectors");
 
-    // acc (W lanes) += the B lanes of t folded onto W (vector adds, no horizontal sum)
-    static void fold_lanes(const T* __restrict t, T* __restrict acc) {
-        for (int r = 0; r < B; r += W)
-            for (int b = 0; b < W; ++b) acc[b] += t[r + b];
+    // The operands of K_i's gradient in one stage: Σ_lanes (y z̄ᵀ + p̄ uᵀ + Σ_k KJ̄_k J_kᵀ), rows m, B lanes each
+    struct Rank {
+        const T *y, *pbar, *zbar, *u, *KJbar, *J;  // KJbar, J: [row][k] lane vectors, or null (no Laplacian)
+        int64_t d;
+    };
+
+    // gK[j][l] (W lanes) += the block's lanes of the rank update for (j, l), folded onto W lanes
+    static void rank_update(const Rank& q, int64_t j, int64_t l, T* __restrict gK) {
+        T acc[W];
+        std::memcpy(acc, gK, sizeof(T) * W);
+        const T *y = q.y + j * B, *p = q.pbar + j * B, *z = q.zbar + l * B, *u = q.u + l * B;
+        for (int r = 0; r < B; r += W) {
+            T v[W];
+            for (int b = 0; b < W; ++b) v[b] = y[r + b] * z[r + b] + p[r + b] * u[r + b];
+            if (q.KJbar)
+                for (int64_t k = 0; k < q.d; ++k) {
+                    const T* x1 = q.KJbar + (j * q.d + k) * B + r;
+                    const T* x2 = q.J + (l * q.d + k) * B + r;
+                    for (int b = 0; b < W; ++b) v[b] += x1[b] * x2[b];
+                }
+            for (int b = 0; b < W; ++b) acc[b] += v[b];
+        }
+        std::memcpy(gK, acc, sizeof(T) * W);
     }
 
     // K_i's gradient, gathered over the block's stages in gKlanes, into the double totals
@@ -457,22 +476,11 @@ class Block {
             const T* KJb = KJbar.data() + (i - 1) * m * d * B;
             const T* Jp = J_prev(C, i);
             T* gK = gKlanes.data() + (i - 1) * m * m * W;
-            for (int64_t j = 0; j < m; ++j) {
-                T yj[B];
-                for (int b = 0; b < B; ++b) yj[b] = h * ai[j * B + b] * zup[j * B + b];
-                const T* pbj = pb + j * B;
-                for (int64_t l = 0; l < m; ++l) {
-                    T t[B];
-                    for (int b = 0; b < B; ++b) t[b] = yj[b] * zbi[l * B + b] + pbj[b] * uin[l * B + b];
-                    if (Gl)
-                        for (int64_t k = 0; k < d; ++k) {
-                            const T* x1 = KJb + (j * d + k) * B;
-                            const T* x2 = Jp + (l * d + k) * B;
-                            for (int b = 0; b < B; ++b) t[b] += x1[b] * x2[b];
-                        }
-                    fold_lanes(t, gK + (j * m + l) * W);
-                }
-            }
+            T* ys = p0bar + m * B;  // y_i = h a_i ⊙ z_{i+1} (m lanes, free scratch)
+            for (int64_t j = 0; j < m * B; ++j) ys[j] = h * ai[j] * zup[j];
+            const Rank rank{ys, pb, zbi, uin, Gl ? KJb : nullptr, Gl ? Jp : nullptr, d};
+            for (int64_t j = 0; j < m; ++j)
+                for (int64_t l = 0; l < m; ++l) rank_update(rank, j, l, gK + (j * m + l) * W);
         }
         // opening: p_0 = K_0 s + b_0, a_0 = tanh p_0, u_0 = σ(p_0)
         for (int64_t j = 0; j < m * B; ++j) {
@@ -610,14 +618,14 @@ void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, con
             for (int64_t k = 0; k < d * B; ++k) xn[k] -= hb * gx[k];
             if (!lap) continue;
             T* sg = C + blk.lay.sg * B;
+            T half[B] = {};
+            for (int64_t k = 0; k < d; ++k)
+                for (int b = 0; b < B; ++b) half[b] += gx[k * B + b] * gx[k * B + b];
             for (int b = 0; b < B; ++b) {
-                T half = T(0);
-                for (int64_t k = 0; k < d; ++k) half += gx[k * B + b] * gx[k * B + b];
-                half *= T(0.5);
-                const T r = gt[b] - half;
+                const T hs = T(0.5) * half[b], r = gt[b] - hs;
                 sg[b] = r > T(0) ? T(1) : (r < T(0) ? T(-1) : T(0));
                 ell[b] -= hb * lp[b];
-                L[b] += hb * half;
+                L[b] += hb * hs;
                 R[b] += hb * (r < T(0) ? -r : r);
             }
         }
@@ -641,16 +649,21 @@ void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, con
             const T* gx = C + blk.lay.gx * B;
             const T* sg = C + blk.lay.sg * B;
             const T hb = T(sc.b[s] * sc.dt);
+            T loc[B];
             for (int b = 0; b < B; ++b) {
-                const T loc = hb * (gL[b] - gR[b] * sg[b]);
-                for (int64_t k = 0; k < d; ++k) {
-                    T g = -hb * lam[k * B + b] + loc * gx[k * B + b];
-                    for (int64_t j = s + 1; j < S; ++j)
-                        g -= T(sc.a[j * S + s] * sc.dt) * xbar_all[(j * d + k) * B + b];
-                    G[k * B + b] = g;
-                }
+                loc[b] = hb * (gL[b] - gR[b] * sg[b]);
                 G[d * B + b] = hb * gR[b] * sg[b];
                 Gl[b] = -hb * gl[b];
+            }
+            for (int64_t k = 0; k < d; ++k) {
+                T* Gk = G + k * B;
+                for (int b = 0; b < B; ++b) Gk[b] = -hb * lam[k * B + b] + loc[b] * gx[k * B + b];
+                for (int64_t j = s + 1; j < S; ++j) {
+                    const T ah = T(sc.a[j * S + s] * sc.dt);
+                    if (ah == T(0)) continue;
+                    const T* xb = xbar_all + (j * d + k) * B;
+                    for (int b = 0; b < B; ++b) Gk[b] -= ah * xb[b];
+                }
             }
             blk.stage_backward(C, G, Gl, xbar_all + s * d * B, *g);
         }
@@ -726,4 +739,5 @@ extern "C" {
 int jko_flow_f32(JKO_ARGS(float)) { return run<float>(JKO_PASS); }
 int jko_flow_f64(JKO_ARGS(double)) { return run<double>(JKO_PASS); }
 int jko_abi_version(void) { return 1; }
+int jko_lanes(int is_double) { return is_double ? Num<double>::B : Num<float>::B; }  // samples per block
 }
