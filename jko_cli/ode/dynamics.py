@@ -55,7 +55,7 @@ def uses_native(potential: Potential, x: torch.Tensor, method: str, fast: str) -
     from jko_cli import fast as fastpath
     from jko_cli import native
 
-    return fastpath.resolve(fast, potential.w.device, potential.width) == "native" and native.supports(
+    return fastpath.resolve(fast, potential.w.device, potential.width, potential.dim) == "native" and native.supports(
         potential, x, method)
 
 

@@ -143,6 +143,7 @@ def test_modes_resolve_and_validate(monkeypatch):
     monkeypatch.setattr(fastpath, "compile_supported", lambda device=None: True)
     monkeypatch.setattr(fastpath, "native_supported", lambda device=None: True)
     assert fastpath.resolve("auto", "cpu", width=16) == "native"
+    assert fastpath.resolve("auto", "cpu", width=16, dim=32) == "compile"  # there the GEMM paths win
     assert fastpath.kernels("native", "cpu", 16).name == "adjoint"  # where the fused kernel does not apply
     assert fastpath.resolve("auto", "cuda", width=16) == "compile"
     monkeypatch.setattr(fastpath, "native_supported", lambda device=None: False)
