@@ -3,8 +3,11 @@
 The C++ source integrates a block of samples through the whole RK scheme, one sample per SIMD lane, and for
 training reverses it in the same pass (see the source's header). It is compiled once per machine, source
 and compiler into the user cache directory (``JKO_FLOW_NATIVE_DIR`` overrides it) with ``-O3
--march=native``; concurrent first builds are safe (each writes a private file, then renames it). ctypes
-releases the GIL during a call, so ``torch.get_num_threads()`` Python threads each take a slice of the batch.
+-march=native -fopenmp`` (each flag dropped in turn if the compiler refuses it); concurrent first builds are
+safe (each writes a private file, then renames it). A call splits the batch over ``torch.get_num_threads()``
+OpenMP threads: PyTorch's own pool, since the library's libgomp.so.1 resolves to the copy PyTorch loaded.
+(Threads of a second pool would compete with PyTorch's, which spin for a while after each parallel op:
+measured, that made two threads no faster than one.)
 
 Public functions take a :class:`~jko_cli.models.potential.Potential` and tensors on the CPU (float32 or
 float64); :func:`available` says whether the kernel can be built here (a C++ compiler is needed).
@@ -16,13 +19,11 @@ import ctypes
 import functools
 import hashlib
 import logging
-import math
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("flow_kernel.cpp")
 FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-fno-math-errno", "-fopenmp-simd"]
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_DIM, MAX_STAGES = 64, 16
 TRAIN, EVAL, VELOCITY = 0, 1, 2
 
@@ -72,7 +73,7 @@ def _cpu_tag() -> str:
 def _build(cxx: str) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     source = SOURCE.read_bytes()
-    attempts = [[*FLAGS, "-march=native"], FLAGS]
+    attempts = [[*FLAGS, "-march=native", "-fopenmp"], [*FLAGS, "-fopenmp"], FLAGS]
     for flags in attempts:
         key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
                                         _cpu_tag().encode()])).hexdigest()[:16]
@@ -97,7 +98,7 @@ def _declare(fn, ctype) -> None:
     dp = ctypes.POINTER(ctypes.c_double)
     i64, dbl = ctypes.c_int64, ctypes.c_double
     fn.argtypes = [ctypes.c_int, i64, i64, i64, i64, dbl, p, p, p, p, p, p, p, i64, i64, dp, dp, dp,
-                   dbl, dbl, dbl, dbl, p, p, p, p, p, dp, dp]
+                   dbl, dbl, dbl, dbl, p, p, p, p, p, dp, dp, ctypes.c_int]
     fn.restype = ctypes.c_int
 
 
@@ -108,7 +109,7 @@ def library() -> ctypes.CDLL:
     if cxx is None:
         raise NativeUnavailable("no C++ compiler found (set CXX)")
     lib = ctypes.CDLL(str(_build(cxx)))
-    if lib.jko_abi_version() != ABI_VERSION:
+    if lib.jko_abi_version() != ABI_VERSION:  # pragma: no cover - the cache key includes the source
         raise NativeUnavailable("stale native kernel build")
     _declare(lib.jko_flow_f32, ctypes.c_float)
     _declare(lib.jko_flow_f64, ctypes.c_double)
@@ -132,21 +133,12 @@ def supports(potential, x: torch.Tensor, method: str) -> bool:
             and x.shape[1] <= MAX_DIM and len(tableau(method)[1]) <= MAX_STAGES)
 
 
-_POOL: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    if n not in _POOL:
-        _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="jko-native")
-    return _POOL[n]
-
-
 def _ptr(t: torch.Tensor | None, ctype):
     return None if t is None else ctypes.cast(t.data_ptr(), ctypes.POINTER(ctype))
 
 
 class _Call:
-    """One kernel invocation over a batch, split into per-thread slices of whole blocks."""
+    """One kernel invocation over a batch (the kernel splits it over threads)."""
 
     def __init__(self, potential, x: torch.Tensor, method: str, n_steps: int, t0: float, t1: float):
         self.dtype = x.dtype
@@ -172,33 +164,19 @@ class _Call:
         self.x = x.detach().contiguous()
         self.grad_size = sum(t.numel() for t in self.weights)
 
-    def slices(self) -> list[tuple[int, int]]:
-        n, lanes = self.x.shape[0], library().jko_lanes(int(self.dtype == torch.float64))
-        threads = max(1, min(torch.get_num_threads(), math.ceil(n / lanes)))
-        blocks = math.ceil(n / lanes)
-        bounds = [min(n, lanes * (blocks * i // threads)) for i in range(threads + 1)]
-        return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-
     def run(self, mode: int, alpha: float = 0.0, alpha_R: float = 0.0, outputs: tuple = ()):
-        """Runs the kernel; returns (sums (3,), grads (grad_size,)) summed over the slices, in float64."""
-        slices = self.slices()
-        sums = torch.zeros(len(slices), 3, dtype=torch.float64)
-        grads = torch.zeros(len(slices), self.grad_size if mode == TRAIN else 1, dtype=torch.float64)
+        """Runs the kernel; returns (sums (3,), grads (grad_size,) or (1,)) in float64."""
+        sums = torch.zeros(3, dtype=torch.float64)
+        grads = torch.zeros(self.grad_size if mode == TRAIN else 1, dtype=torch.float64)
         d, m, nl, h = self.dims
         ct, dp = self.ctype, ctypes.c_double
-        wts = [_ptr(t, ct) for t in self.weights]
-        tab = [_ptr(t, dp) for t in self.tab]
-
-        def work(i: int) -> int:
-            lo, hi = slices[i]
-            outs = [None if o is None else _ptr(o[lo:hi], ct) for o in outputs] + [None] * (4 - len(outputs))
-            return self.fn(mode, hi - lo, d, m, nl, h, *wts, self.n_steps, self.S, *tab, self.t0, self.t1,
-                           alpha, alpha_R, _ptr(self.x[lo:hi], ct), *outs, _ptr(sums[i], dp), _ptr(grads[i], dp))
-
-        codes = [work(0)] if len(slices) == 1 else list(_pool(len(slices)).map(work, range(len(slices))))
-        if any(codes):
+        outs = [_ptr(o, ct) for o in outputs] + [None] * (4 - len(outputs))
+        code = self.fn(mode, self.x.shape[0], d, m, nl, h, *(_ptr(t, ct) for t in self.weights), self.n_steps,
+                       self.S, *(_ptr(t, dp) for t in self.tab), self.t0, self.t1, alpha, alpha_R,
+                       _ptr(self.x, ct), *outs, _ptr(sums, dp), _ptr(grads, dp), torch.get_num_threads())
+        if code:
             raise NativeUnavailable(f"the native kernel refused the problem (d={d}, stages={self.S})")
-        return sums.sum(dim=0), grads.sum(dim=0)
+        return sums, grads
 
     def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Gradient of [K0, b0, Ks, bs, w, AᵀA, c] (flat) → tensors in param_list order (A's from AᵀA's)."""

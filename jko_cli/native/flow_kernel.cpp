@@ -15,11 +15,14 @@
 // Training loss per sample: L + α C + α_R R with C = d/2 log 2π + ½‖z‖² − ℓ; its gradient is the reverse
 // sweep of the same scheme (checked against autograd in tests/unit/test_native.py).
 //
-// Plain C ABI (called through ctypes, which releases the GIL: threads split the batch in Python).
+// Plain C ABI, called through ctypes. Threads: OpenMP when built with -fopenmp; the library then links
+// libgomp.so.1, which inside a PyTorch process resolves to PyTorch's own, so the kernel runs on PyTorch's
+// intra-op threads (a second runtime's threads would compete with PyTorch's idle-spinning ones).
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -672,11 +675,52 @@ void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, con
     }
 }
 
+// Samples [start, end) of the batch on the calling thread; sums (3) and grads accumulate (doubles).
+template <typename T>
+void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, int64_t end, double alpha,
+               double alpha_R, const T* x_in, T* z_out, T* ell_out, T* L_out, T* R_out, double* sums,
+               double* grads) {
+    constexpr int B = Num<T>::B;
+    const int64_t d = net.d;
+    Block<T, B> blk(net, mode, sc.n_steps * sc.S);
+    Grads g(grads, mode == TRAIN ? d : 0, mode == TRAIN ? net.m : 0, mode == TRAIN ? net.nl : 0);
+    const double half_log_2pi = 0.5 * std::log(2.0 * M_PI) * double(d);
+    std::vector<T> x(d * B);
+    T ell[B], L[B], R[B], weight[B];
+    for (; start < end; start += B) {
+        const int64_t cnt = end - start < B ? end - start : B;
+        for (int b = 0; b < B; ++b) {
+            const int64_t src = start + (b < cnt ? b : cnt - 1);  // pad with the last sample, weight 0
+            weight[b] = b < cnt ? T(1) : T(0);
+            for (int64_t k = 0; k < d; ++k) x[k * B + b] = x_in[src * d + k];
+        }
+        run_block<T, B>(blk, sc, x.data(), ell, L, R, weight, alpha, alpha_R, &g);
+        if (mode == TRAIN) blk.flush(g);
+        for (int64_t b = 0; b < cnt; ++b) {
+            if (z_out)
+                for (int64_t k = 0; k < d; ++k) z_out[(start + b) * d + k] = x[k * B + b];
+            if (ell_out) ell_out[start + b] = ell[b];
+            if (L_out) L_out[start + b] = L[b];
+            if (R_out) R_out[start + b] = R[b];
+            if (mode != VELOCITY) {
+                double zz = 0;
+                for (int64_t k = 0; k < d; ++k) zz += double(x[k * B + b]) * double(x[k * B + b]);
+                sums[0] += L[b];
+                sums[1] += half_log_2pi + 0.5 * zz - double(ell[b]);
+                sums[2] += R[b];
+            }
+        }
+    }
+    if (mode == TRAIN) g.fold(net);
+}
+
+// The batch split into whole blocks over `threads` OpenMP threads (the process's OpenMP runtime: inside
+// PyTorch, its own thread pool), each with its own accumulators, summed at the end in a fixed order.
 template <typename T>
 int run(int mode, int64_t n, int64_t d, int64_t m, int64_t nl, double h, const T* K0, const T* b0, const T* Ks,
         const T* bs, const T* w, const T* AtA, const T* c, int64_t n_steps, int64_t S, const double* ta,
         const double* tb, const double* tc, double t0, double t1, double alpha, double alpha_R, const T* x_in,
-        T* z_out, T* ell_out, T* L_out, T* R_out, double* sums, double* grads) {
+        T* z_out, T* ell_out, T* L_out, T* R_out, double* sums, double* grads, int threads) {
     constexpr int B = Num<T>::B;
     if (d < 1 || d > 64 || m < 1 || nl < 1 || S < 1 || S > 16 || n_steps < 1) return 1;
     Net<T> net{d, m, nl, T(h), K0, b0, Ks, bs, w, AtA, c, std::vector<T>(m), T(0)};
@@ -687,35 +731,20 @@ int run(int mode, int64_t n, int64_t d, int64_t m, int64_t nl, double h, const T
     }
     for (int64_t k = 0; k < d; ++k) net.tr += AtA[k * (d + 1) + k];
     const Scheme sc{n_steps, S, ta, tb, tc, t0, (t1 - t0) / double(n_steps)};
-    Block<T, B> blk(net, Mode(mode), n_steps * S);
-    Grads g(grads, mode == TRAIN ? d : 0, mode == TRAIN ? m : 0, mode == TRAIN ? nl : 0);
-    const double half_log_2pi = 0.5 * std::log(2.0 * M_PI) * double(d);
-    T x[64 * B], ell[B], L[B], R[B], weight[B];
-    for (int64_t start = 0; start < n; start += B) {
-        const int64_t cnt = n - start < B ? n - start : B;
-        for (int b = 0; b < B; ++b) {
-            const int64_t src = start + (b < cnt ? b : cnt - 1);  // pad with the last sample, weight 0
-            weight[b] = b < cnt ? T(1) : T(0);
-            for (int64_t k = 0; k < d; ++k) x[k * B + b] = x_in[src * d + k];
-        }
-        run_block<T, B>(blk, sc, x, ell, L, R, weight, alpha, alpha_R, &g);
-        if (mode == TRAIN) blk.flush(g);
-        for (int64_t b = 0; b < cnt; ++b) {
-            if (z_out)
-                for (int64_t k = 0; k < d; ++k) z_out[(start + b) * d + k] = x[k * B + b];
-            if (ell_out) ell_out[start + b] = ell[b];
-            if (L_out) L_out[start + b] = L[b];
-            if (R_out) R_out[start + b] = R[b];
-            if (sums && mode != VELOCITY) {
-                double zz = 0;
-                for (int64_t k = 0; k < d; ++k) zz += double(x[k * B + b]) * double(x[k * B + b]);
-                sums[0] += L[b];
-                sums[1] += half_log_2pi + 0.5 * zz - double(ell[b]);
-                sums[2] += R[b];
-            }
-        }
+    const int64_t blocks = (n + B - 1) / B;
+    const int nt = int(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
+    const int64_t grad_size = mode == TRAIN ? m * (d + 1) + m + nl * m * m + nl * m + m + (d + 1) * (d + 1) + d + 1 : 0;
+    std::vector<double> part_sums(3 * nt, 0.0), part_grads(grad_size * nt, 0.0);
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; ++t) {
+        const int64_t lo = std::min(n, B * (blocks * t / nt)), hi = std::min(n, B * (blocks * (t + 1) / nt));
+        run_range<T>(net, sc, Mode(mode), lo, hi, alpha, alpha_R, x_in, z_out, ell_out, L_out, R_out,
+                     part_sums.data() + 3 * t, part_grads.data() + grad_size * t);
     }
-    if (mode == TRAIN) g.fold(net);
+    for (int t = 0; t < nt; ++t) {
+        for (int i = 0; i < 3; ++i) sums[i] += part_sums[3 * t + i];
+        for (int64_t i = 0; i < grad_size; ++i) grads[i] += part_grads[grad_size * t + i];
+    }
     return 0;
 }
 
@@ -732,12 +761,12 @@ extern "C" {
     int mode, int64_t n, int64_t d, int64_t m, int64_t nl, double h, const T *K0, const T *b0, const T *Ks,  \
         const T *bs, const T *w, const T *AtA, const T *c, int64_t n_steps, int64_t S, const double *ta,     \
         const double *tb, const double *tc, double t0, double t1, double alpha, double alpha_R, const T *x, \
-        T *z, T *ell, T *L, T *R, double *sums, double *grads
+        T *z, T *ell, T *L, T *R, double *sums, double *grads, int threads
 #define JKO_PASS mode, n, d, m, nl, h, K0, b0, Ks, bs, w, AtA, c, n_steps, S, ta, tb, tc, t0, t1, alpha, alpha_R, \
-                 x, z, ell, L, R, sums, grads
+                 x, z, ell, L, R, sums, grads, threads
 
 int jko_flow_f32(JKO_ARGS(float)) { return run<float>(JKO_PASS); }
 int jko_flow_f64(JKO_ARGS(double)) { return run<double>(JKO_PASS); }
-int jko_abi_version(void) { return 1; }
+int jko_abi_version(void) { return 2; }
 int jko_lanes(int is_double) { return is_double ? Num<double>::B : Num<float>::B; }  // samples per block
 }
