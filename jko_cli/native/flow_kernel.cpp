@@ -59,7 +59,7 @@ inline T exp_neg(T x) {
     const T k = kf - N::SHIFT;
     const T r = (x - k * T(0.693145751953125)) - k * T(1.4286068203094172321e-6);
     T p = T(1);
-    for (int i = N::EXP_DEG; i >= 1; --i) p = T(1) + p * r / T(i);
+    for (int i = N::EXP_DEG; i >= 1; --i) p = T(1) + p * (r * T(1.0 / i));  // Horner on the Taylor series
     const U scale = (kbits - __builtin_bit_cast(U, N::SHIFT) + U(N::BIAS)) << N::MANT;
     return p * __builtin_bit_cast(T, scale);
 }
