@@ -12,8 +12,9 @@ own (base_rss_mb: the same process before the workload, i.e. Python with torch l
 median (with min and max) of at least ``--repeats`` timed repeats after warm-up.
 Paths: ``eager`` (trainer.fast=off) and each faster path (``adjoint``, ``compile``, ``native``), so every
 speed-up is a ratio measured in one run. ``native`` (the fused C++ kernel, for narrow networks) is not run on
-``miniboone``, whose GEMM-bound step it is not meant for (``trainer.fast=auto`` does not pick it there). FLOPs count the multiply-adds of the formulas (:func:`step_flops`), ×2, and
-an Adam step as 3× the forward (each product's backward is two products of the same size).
+``miniboone``, whose GEMM-bound step it is not meant for (``trainer.fast=auto`` does not pick it there).
+FLOPs count the multiply-adds of the formulas (:func:`step_flops`), ×2, and an Adam step as 3× the forward
+(each product's backward is two products of the same size).
 Writes bench.json: {config: {path: {median_ms, min_ms, max_ms, gflops, points_per_s, peak_rss_mb,
 threads}}, "matmul_gflops": …, "machine": {…}}. ``--config miniboone --batch 2000`` measures one Adam step
 of the faster paths at batch 2000 once (after one warm-up call), with its peak RSS.

@@ -7,6 +7,7 @@ config is turned into objects with :func:`to_train_config`, before any work star
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,11 @@ FIXED_DATASETS = ("power", "gas", "hepmass", "miniboone", "bsds300", "digits")  
 DATASETS = TOY_DATASETS + SYNTHETIC_DATASETS + FIXED_DATASETS
 SOLVERS = ("rk4", "euler")
 ADAPTIVE_SOLVERS = ("dopri5",)  # through torchdiffeq; evaluation and sampling only
-SCHEDULES = ("constant", "single")
+SCHEDULES = ("constant", "single", "geometric")  # step sizes: jko_cli/jko/schedule.py
+AUTO = "auto"  # jko.n_steps=auto: K chosen by the validation rule of jko_cli/jko/autostop.py
 DTYPES = ("float32", "float64")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # trainer.device also takes cuda:N (the launcher's GPU round robin sets it)
+LOGGERS = ("none", "tensorboard", "mlflow")  # logger=…: see jko_cli/tracking/
 FAST_MODES = ("off", "adjoint", "compile", "native", "auto")  # trainer.fast: see jko_cli/fast.py
 
 
@@ -93,22 +96,48 @@ class SolverConfig:
 
 @dataclass
 class JKOConfig:
-    schedule: str = "constant"  # constant: K steps of size alpha; single: K = 1 (plain OT-Flow)
-    n_steps: int = 5  # K
+    """The outer loop: how many JKO steps (K) and their step sizes alpha_k.
+
+    schedule   constant: alpha_k = alpha; geometric: alpha_k = alpha · growth^(k−1), k = 1..K (JKO-iFlow's
+               growing steps, growth 1.4); single: K = 1 (plain OT-Flow).
+    n_steps    K, an integer >= 1, or "auto": after each step k the validation NLL gain of that step,
+               G_k = NLL_{k−1} − NLL_k (nats, composed flow, held-out validation points), is compared with
+               the standard error of the validation NLL, se_k = sd_i(nll_{k,i}) / √n_val: the loop stops once
+               G_k <= auto_tol · se_k (the step improved the fit by no more than n_val points can resolve), or
+               at max_steps. auto_tol is the rule's one threshold (default 1: no tuning across the 2-D sets,
+               alpha in 0.5…50 and the gmm sets; README "Choosing K automatically"). jko_cli/jko/autostop.py.
+    """
+
+    schedule: str = "constant"  # constant | geometric | single (see the docstring)
+    # K: an integer >= 1, or "auto" (typed Any: OmegaConf structured configs have no int | str union;
+    # __post_init__ checks it)
+    n_steps: Any = 5
+    max_steps: int = 20  # n_steps=auto: at most this many JKO steps
+    growth: float = 1.4  # schedule=geometric: alpha_k = alpha · growth^(k−1)
+    auto_tol: float = 1.0  # n_steps=auto: stop once a step's validation NLL gain <= auto_tol standard errors
     reset_optimizer: bool = False  # the reference carries Adam's state over between steps
     epochs_scale: int = 1  # multiplies trainer.epochs_per_step (jko=otflow: OT-Flow with JKO-Flow's budget)
+
+    @property
+    def auto(self) -> bool:
+        return self.n_steps == AUTO
 
     def __post_init__(self):
         _check(self.epochs_scale >= 1, "jko.epochs_scale", self.epochs_scale, "must be >= 1")
         _check(self.schedule in SCHEDULES, "jko.schedule", self.schedule, f"allowed: {', '.join(SCHEDULES)}")
-        _check(self.n_steps >= 1, "jko.n_steps", self.n_steps, "must be >= 1")
-        _check(self.schedule != "single" or self.n_steps == 1, "jko.n_steps", self.n_steps,
+        k = self.n_steps
+        _check(k == AUTO or (isinstance(k, int) and not isinstance(k, bool) and k >= 1), "jko.n_steps", k,
+               f"must be an integer >= 1, or {AUTO!r} (K chosen from validation, at most jko.max_steps)")
+        _check(self.schedule != "single" or k == 1, "jko.n_steps", k,
                "jko=single is one step; use jko=constant for more")
+        _check(self.max_steps >= 1, "jko.max_steps", self.max_steps, "must be >= 1")
+        _check(self.growth > 0, "jko.growth", self.growth, "must be > 0 (alpha_k = alpha · growth^(k−1))")
+        _check(self.auto_tol >= 0, "jko.auto_tol", self.auto_tol, "must be >= 0 (standard errors of the val NLL)")
 
 
 @dataclass
 class TrainerConfig:
-    epochs_per_step: int = 150  # passes over the training sample per JKO step
+    epochs_per_step: int = 500  # passes over the training sample per JKO step
     batch_size: int = 2000
     lr: float = 1e-2
     device: str = "auto"
@@ -120,6 +149,12 @@ class TrainerConfig:
     plots: bool = True
     progress: bool = True
     max_adam_steps: int | None = None  # per JKO step: stop after this many Adam steps (mid-epoch); null = no cap
+    # early stopping of each subproblem on a validation plateau (jko_cli/jko/loop.py): every early_stop_every
+    # epochs the step's objective J/alpha_k (nats) is evaluated on the validation points; the step ends after
+    # early_stop_patience checks in a row that improve on the best by no more than early_stop_min_delta
+    early_stop_every: int = 0  # epochs between checks; 0 = off (every step runs its full epochs)
+    early_stop_patience: int = 5
+    early_stop_min_delta: float = 1e-3  # nats of J/alpha_k
     checkpoint_every: int = 300  # Adam steps between mid-step checkpoints (last.pt); also at every JKO step
     fault_lr_factor: float = 0.5  # after a non-finite epoch: roll back, learning rate × this, retry
     max_faults: int = 5  # consecutive non-finite epochs before the run stops
@@ -132,14 +167,33 @@ class TrainerConfig:
         _check(self.max_adam_steps is None or self.max_adam_steps >= 1, "trainer.max_adam_steps",
                self.max_adam_steps, "must be >= 1 (or null for no cap)")
         _check(self.lr > 0, "trainer.lr", self.lr, "must be > 0")
+        _check(self.early_stop_every >= 0, "trainer.early_stop_every", self.early_stop_every, "must be >= 0 (0 = off)")
+        _check(self.early_stop_patience >= 1, "trainer.early_stop_patience", self.early_stop_patience, "must be >= 1")
+        _check(self.early_stop_min_delta >= 0, "trainer.early_stop_min_delta", self.early_stop_min_delta,
+               "must be >= 0 (nats of J/alpha_k)")
         _check(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, "must be >= 1")
         _check(0 < self.fault_lr_factor < 1, "trainer.fault_lr_factor", self.fault_lr_factor, "must be in (0, 1)")
         _check(self.max_faults >= 0, "trainer.max_faults", self.max_faults, "must be >= 0")
         _check(self.inject_nan_at >= 0, "trainer.inject_nan_at", self.inject_nan_at, "must be >= 0 (0 = off)")
-        _check(self.device in DEVICES, "trainer.device", self.device, f"allowed: {', '.join(DEVICES)}")
+        _check(self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device) is not None, "trainer.device",
+               self.device, f"allowed: {', '.join(DEVICES)}, cuda:N")
         _check(self.dtype in DTYPES, "trainer.dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
         _check(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "must be >= 0 (0 = default)")
         _check(self.fast in FAST_MODES, "trainer.fast", self.fast, f"allowed: {', '.join(FAST_MODES)}")
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking (jko_cli/tracking/): where a run's numbers go besides its own directory."""
+
+    name: str = "none"  # none | tensorboard (events in <run_dir>/tensorboard) | mlflow
+    tracking_uri: str | None = None  # mlflow: null → a file store in outputs/mlruns under the launch directory
+    experiment: str = "jko-flow"  # mlflow experiment name
+    images: bool = True  # tensorboard: a generated-vs-data scatter plot per JKO step
+
+    def __post_init__(self):
+        _check(self.name in LOGGERS, "logger.name", self.name, f"allowed: {', '.join(LOGGERS)}")
+        _check(bool(self.experiment), "logger.experiment", self.experiment, "must not be empty")
 
 
 @dataclass
@@ -149,6 +203,7 @@ class TrainConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
     jko: JKOConfig = field(default_factory=JKOConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     alpha: float = 5.0  # JKO step size = OT-Flow's alpha_C
     seed: int = 0
     resume: str | None = None  # a run directory to continue from its last checkpoint

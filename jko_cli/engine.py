@@ -1,7 +1,8 @@
 """The training engine: ``train(cfg, run_dir) -> metrics``. No Hydra here; every write goes under run_dir.
 
-The outer loop (DESIGN.md §2) reads top to bottom: solve subproblem k, freeze block k, checkpoint,
-push the samples through it, measure, repeat; then the metrics of the composed flow and the plots.
+The outer loop (DESIGN.md §2) reads top to bottom: solve subproblem k (step size alpha_k of jko.schedule),
+freeze block k, push the samples through it, measure, decide whether to go on (K fixed, or jko.n_steps=auto:
+jko_cli/jko/autostop.py), checkpoint, repeat; then the metrics of the composed flow and the plots.
 A run directory that already holds ``checkpoints/last.pt`` is continued exactly where it stopped; one
 that holds a finished run is left alone.
 """
@@ -18,9 +19,10 @@ import torch
 
 from jko_cli import metrics as M
 from jko_cli.checkpoint import load_checkpoint, save_checkpoint, save_json
-from jko_cli.config import ConfigValueError, TrainConfig
+from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
 from jko_cli.evaluation import final_metrics
+from jko_cli.jko import autostop, schedule
 from jko_cli.jko.flow import ComposedFlow, frozen_copy
 from jko_cli.jko.loop import Hooks, Progress, SubproblemSpec, params_finite, solve_subproblem
 from jko_cli.jko.state import RESUME_SAFE_KEYS, JKOState, config_differences, stored_config
@@ -30,8 +32,9 @@ from jko_cli.models.potential import gaussian_log_prob
 from jko_cli.ode.dynamics import flow_forward, flow_map
 from jko_cli.run_plots import make_plots
 from jko_cli.runs import read_status
-from jko_cli.runtime import Runtime, provenance, setup
+from jko_cli.runtime import JobInfo, Runtime, provenance, setup
 from jko_cli.signals import StopFlag, StopRequested, graceful_stop
+from jko_cli.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 SAVED_SAMPLES = 2000  # generated points kept in samples.npy (for reports)
@@ -88,6 +91,7 @@ class Trainer:
         self.state = JKOState(self.rt.tensor(self.data.train), self.rt.tensor(self.data.val), test,
                               test.new_zeros(test.shape[0]))
         self.stop = StopFlag()
+        self.tracker = Tracker(cfg)  # logger=none until train() opens the configured one
 
     def resume_if_possible(self) -> bool:
         """Continue from checkpoints/last.pt if there is one (its config must match, safe keys aside)."""
@@ -120,8 +124,9 @@ class Trainer:
         self.stop.check()
 
 
-def train(cfg: TrainConfig, run_dir: Path) -> dict:
-    """Train JKO-Flow as configured; write checkpoints, metrics and plots under run_dir; return metrics."""
+def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None) -> dict:
+    """Train JKO-Flow as configured; write checkpoints, metrics and plots under run_dir; return metrics.
+    ``job``: where a launcher placed this run (for provenance.json)."""
     files = RunFiles(run_dir)
     if files.finished():
         diff = config_differences(stored_config(load_checkpoint(files.ckpt / "last.pt")), cfg)
@@ -133,28 +138,30 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict:
     start = time.perf_counter()
     tr = Trainer(cfg, run_dir)
     resumed = tr.resume_if_possible()
-    record_provenance(tr, resumed)
+    record_provenance(tr, resumed, job)
     tr.files.status("running")
-    log.info("training %s: d=%d, %d train / %d val / %d test points, K=%d, alpha=%g, device=%s, threads=%d",
-             tr.data.name, tr.data.dim, len(tr.data.train), len(tr.data.val), len(tr.data.test), cfg.jko.n_steps,
-             cfg.alpha, tr.rt.device, tr.rt.threads)
-    with graceful_stop() as stop:
-        tr.stop = stop
+    log.info("training %s: d=%d, %d train / %d val / %d test points, %s, alpha=%g (%s), device=%s, threads=%d",
+             tr.data.name, tr.data.dim, len(tr.data.train), len(tr.data.val), len(tr.data.test),
+             schedule.describe(cfg.jko), cfg.alpha, cfg.jko.schedule, tr.rt.device, tr.rt.threads)
+    with graceful_stop() as stop, open_tracker(cfg, run_dir, tr.data) as tracker:
+        tr.stop, tr.tracker = stop, tracker
         try:
-            for k in range(len(tr.state.blocks) + 1, cfg.jko.n_steps + 1):
-                jko_step(tr, k)
+            while not outer_done(cfg.jko, tr.state):
+                jko_step(tr, len(tr.state.blocks) + 1)
         except StopRequested:
             tr.files.status("interrupted", resume=f"jko-flow train resume={tr.files.root}")
             tr.files.close()
             raise
         # a signal from here on lets the final metrics finish (seconds): the run then ends as finished
-        return finish(cfg, tr.state, tr.data, tr.rt, tr.files, wall_s=tr.state.wall_s + time.perf_counter() - start)
+        out = finish(cfg, tr.state, tr.data, tr.rt, tr.files, wall_s=tr.state.wall_s + time.perf_counter() - start)
+        tracker.finish(out, tr.files.root)
+        return out
 
 
-def record_provenance(tr: Trainer, resumed: bool) -> None:
+def record_provenance(tr: Trainer, resumed: bool, job: JobInfo | None = None) -> None:
     """provenance.json on a fresh start; on a resume, the new process is appended under "resumed"."""
     path = tr.files.root / "provenance.json"
-    record = provenance(tr.rt)
+    record = provenance(tr.rt, job)
     if resumed and path.exists():
         old = json.loads(path.read_text())
         old.setdefault("resumed", []).append(record)
@@ -162,18 +169,41 @@ def record_provenance(tr: Trainer, resumed: bool) -> None:
     save_json(path, record)
 
 
+def outer_done(cfg: JKOConfig, state: JKOState) -> bool:
+    """K steps done (jko.max_steps under auto), or the last step's record says stop (n_steps=auto)."""
+    k = len(state.blocks)
+    return k >= schedule.max_steps(cfg) or (k > 0 and state.steps[-1].get("stop") is not None)
+
+
+def validation_objective(tr: Trainer, alpha_k: float):
+    """For early stopping: the subproblem's J / alpha_k (nats) on the validation points, model as it is now."""
+    cfg = tr.cfg
+
+    def validate() -> float:
+        with torch.inference_mode():
+            loss, _ = subproblem_loss(tr.model, tr.state.x_val, alpha_k, cfg.model.alpha_R, cfg.solver.n_steps,
+                                      cfg.solver.method, cfg.trainer.fast)
+        return loss.item() / alpha_k
+
+    return validate
+
+
 def jko_step(tr: Trainer, k: int) -> None:
-    """Solve subproblem k on the pushed samples, freeze block k, checkpoint, push the samples forward."""
+    """Solve subproblem k on the pushed samples, freeze block k, push the samples forward, decide, checkpoint."""
     cfg, state = tr.cfg, tr.state
+    alpha_k = schedule.step_alpha(cfg.jko, cfg.alpha, k)
     if cfg.jko.reset_optimizer and k > 1 and state.progress is None:
         tr.optimizer = torch.optim.Adam(tr.model.parameters(), lr=cfg.trainer.lr)
-    spec = SubproblemSpec(alpha=cfg.alpha, alpha_R=cfg.model.alpha_R, n_steps=cfg.solver.n_steps,
+    spec = SubproblemSpec(alpha=alpha_k, alpha_R=cfg.model.alpha_R, n_steps=cfg.solver.n_steps,
                           method=cfg.solver.method, epochs=cfg.trainer.epochs_per_step * cfg.jko.epochs_scale,
                           batch_size=cfg.trainer.batch_size, max_adam_steps=cfg.trainer.max_adam_steps,
                           fault_lr_factor=cfg.trainer.fault_lr_factor, max_faults=cfg.trainer.max_faults,
                           inject_nan_at=max(0, cfg.trainer.inject_nan_at - state.adam_steps),
                           progress=cfg.trainer.progress, fast=cfg.trainer.fast,
-                          desc=f"JKO step {k}/{cfg.jko.n_steps}")
+                          desc=f"JKO step {k}/{schedule.max_steps(cfg.jko)}{' (auto)' if cfg.jko.auto else ''}",
+                          early_stop_every=cfg.trainer.early_stop_every,
+                          early_stop_patience=cfg.trainer.early_stop_patience,
+                          early_stop_min_delta=cfg.trainer.early_stop_min_delta)
 
     def on_epoch(rec: dict) -> None:
         rec = {"jko_step": k, **rec, "adam_steps_total": state.adam_steps + rec["adam_steps"]}
@@ -186,27 +216,40 @@ def jko_step(tr: Trainer, k: int) -> None:
     if state.progress is None:
         state.progress = Progress()
     res = solve_subproblem(tr.model, tr.optimizer, state.x_train, spec, tr.shuffle, state.progress,
-                           Hooks(on_epoch=on_epoch, after_step=tr.after_step, on_fault=on_fault))
+                           tr.tracker.hooks(Hooks(on_epoch=on_epoch, after_step=tr.after_step, on_fault=on_fault,
+                                                  validate=validation_objective(tr, alpha_k)),
+                                            state.adam_steps, state.progress))
     state.adam_steps += res.adam_steps
     state.progress = None
     block = frozen_copy(tr.model)
     state.blocks.append(block)
-    record = step_metrics(cfg, k, block, state, tr.data, tr.rt)
+    record = step_metrics(cfg, k, alpha_k, block, state, tr.data, tr.rt)
     record.update(wall_s=res.wall_s, adam_steps=res.adam_steps)
+    if cfg.trainer.early_stop_every:
+        record.update(epochs=res.epochs_run, early_stopped=res.early_stopped, val_checks=res.val_checks)
+    if cfg.jko.auto:
+        record["stop"] = autostop.decide(record["val_gain"], record["nll_val_se"], cfg.jko.auto_tol, k,
+                                         cfg.jko.max_steps)
     state.steps.append(record)
     tr.files.event("jko_step", record)
-    log.info("JKO step %d/%d: L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g (%d Adam steps, %.1f s)", k,
-             cfg.jko.n_steps, record["L"], record["C"], record["R"], record["nll_test"], record["mmd"],
-             res.adam_steps, res.wall_s)
+    tr.tracker.jko_step(k, record, state.blocks)
+    log.info("JKO step %d/%d%s (alpha_k=%g): L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g, val gain %.4g (se %.2g)%s "
+             "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k, record["L"], record["C"], record["R"], record["nll_test"],
+             record["mmd"], record["val_gain"], record["nll_val_se"],
+             f" → stop: {record['stop']}" if record.get("stop") else "", res.adam_steps,
+             ", early stop" if res.early_stopped else "", res.wall_s)
     tr.checkpoint(f"jko_{k:03d}.pt", "last.pt")
     tr.stop.check()
 
 
-def step_metrics(cfg: TrainConfig, k: int, block, state: JKOState, data: DataSplits, rt: Runtime) -> dict:
-    """Validation L, C, R of block k; then push train/val/test through it; nll_test and mmd of flow_{1..k}."""
+def step_metrics(cfg: TrainConfig, k: int, alpha_k: float, block, state: JKOState, data: DataSplits,
+                 rt: Runtime) -> dict:
+    """Validation L, C, R of block k and its validation NLL gain (autostop); then push train/val/test through
+    it; nll_test and mmd of flow_{1..k}."""
     n_train, n_eval, method, fast = cfg.solver.n_steps, cfg.solver.n_steps_eval, cfg.solver.method, cfg.trainer.fast
+    fit, state.val_logdet = autostop.validation_fit(block, state.x_val, state.val_logdet, n_train, method, fast)
     with torch.inference_mode():
-        _, (L, C, R) = subproblem_loss(block, state.x_val, cfg.alpha, cfg.model.alpha_R, n_train, method, fast)
+        _, (L, C, R) = subproblem_loss(block, state.x_val, alpha_k, cfg.model.alpha_R, n_train, method, fast)
         state.x_train = flow_map(block, state.x_train, n_train, method, fast)
         state.x_val = flow_map(block, state.x_val, n_train, method, fast)
         state.x_test, ld, _, _ = flow_forward(block, state.x_test, n_eval, method, fast)
@@ -216,9 +259,20 @@ def step_metrics(cfg: TrainConfig, k: int, block, state: JKOState, data: DataSpl
         flow = ComposedFlow(state.blocks, n_eval, method, fast)
         gen = flow.sample(n, torch.Generator().manual_seed(cfg.seed + k))
     ref = torch.as_tensor(data.test[:n])
-    return {"jko_step": k, "alpha": cfg.alpha, "L": L.item(), "C": C.item(), "R": R.item(),
+    return {"jko_step": k, "alpha": alpha_k, "L": L.item(), "C": C.item(), "R": R.item(),
             "nll_test": nll_test, "mmd": M.mmd_median(gen.cpu(), ref), "mmd_paper": M.mmd_paper(gen.cpu(), ref),
-            "eval_samples": n}
+            "eval_samples": n, **fit}
+
+
+def outer_loop_summary(cfg: TrainConfig, state: JKOState) -> dict:
+    """metrics.json's record of the outer loop: K chosen, total Adam steps, alpha_k per step, why it stopped,
+    and (early stopping on) the epoch each step stopped at (null: it ran its full epochs)."""
+    last = state.steps[-1] if state.steps else {}
+    out = {"n_jko_steps": len(state.blocks), "adam_steps_total": state.adam_steps, "alphas": state.alphas,
+           "jko_stop_reason": last.get("stop") or autostop.STOP_FIXED}
+    if cfg.trainer.early_stop_every:
+        out["early_stop_epochs"] = [s["epochs"] if s.get("early_stopped") else None for s in state.steps]
+    return out
 
 
 def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, files: RunFiles, wall_s: float) -> dict:
@@ -229,6 +283,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,
                adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
                wall_s=round(wall_s, 3), steps=state.steps)
+    out.update(outer_loop_summary(cfg, state))
     eval_start = time.perf_counter()
     np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
     if cfg.trainer.plots:

@@ -13,12 +13,14 @@ import numpy as np  # noqa: E402
 
 
 @contextmanager
-def figure(path: Path, ncols: int = 1, nrows: int = 1, size: float = 3.2):
+def figure(path, ncols: int = 1, nrows: int = 1, size: float = 3.2):
+    """A figure saved to ``path`` (a file path, or a binary file object that receives a PNG) and closed."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     try:
         yield fig, axes
         fig.tight_layout()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(path, (str, Path)):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)

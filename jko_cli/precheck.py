@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from jko_cli.config import register_configs, to_object
 from jko_cli.data.registry import check_available
-from jko_cli.errors import check_writable_dir
+from jko_cli.errors import UserError, check_writable_dir
 from jko_cli.runs import check_finished, check_resumable
+from jko_cli.tracking import check_available as check_logger
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -41,6 +42,31 @@ def _unparsable(overrides: list[str]) -> str:
     return " ".join(overrides)
 
 
+# a launcher option's base config (its `defaults`) → the plugin package it needs and the extra that brings it
+LAUNCHER_PLUGINS = {"submitit": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+                    "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", None)}
+
+
+def check_launcher(conf_dir: str, overrides: list[str]) -> None:
+    """Raise a one-line UserError if ``hydra/launcher=NAME`` needs a Hydra plugin that is not installed."""
+    import importlib.util
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    for o in overrides:
+        key, _, name = o.partition("=")
+        path = Path(conf_dir) / "hydra" / "launcher" / f"{name}.yaml"
+        if key.lstrip("+") != "hydra/launcher" or not path.is_file():
+            continue
+        bases = [str(d) for d in OmegaConf.load(path).get("defaults", [])]
+        for prefix, (module, package, extra) in LAUNCHER_PLUGINS.items():
+            if any(b.startswith(prefix) for b in bases) and importlib.util.find_spec(module) is None:
+                how = f"pip install 'jko-flow[{extra}]'" if extra else f"pip install {package}"
+                raise UserError(f"hydra/launcher={name} needs the Hydra plugin {package}, which is not installed: "
+                                f"{how}")
+
+
 def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | None:
     """None if every variant composes and validates, else a one-line error message."""
     from hydra import compose, initialize_config_dir
@@ -67,7 +93,10 @@ def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | 
                     check_resumable(obj.resume)
                 if hasattr(obj, "dataset"):  # a missing data file fails now, before any run directory exists
                     check_available(obj.dataset)
+                if hasattr(obj, "logger"):  # logger=tensorboard|mlflow without the [tracking] extra
+                    check_logger(obj.logger)
             if command == "train":  # Hydra creates the output directory first: it must be creatable
+                check_launcher(conf_dir, overrides)
                 hydra_cfg = compose(config_name=command, overrides=variants[0] + [o for o in overrides
                                                                                  if o.startswith(hydra_keys)],
                                     return_hydra_config=True).hydra

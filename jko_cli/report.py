@@ -2,7 +2,8 @@
 
 A run is any directory under DIR holding ``metrics.json`` (engine.train writes it last, atomically); its
 ``.hydra/overrides.yaml`` and ``.hydra/config.yaml`` say how it was configured. The method is read from the
-composed config: ``jko.schedule`` "single" is the OT-Flow baseline, "constant" is JKO-Flow (DESIGN.md §2).
+composed config: ``jko.schedule`` "single" is the OT-Flow baseline, "constant" is JKO-Flow (DESIGN.md §2),
+"geometric" JKO-Flow with growing steps; ``jko.n_steps=auto`` adds " auto" (K chosen from validation).
 Statistics follow DESIGN.md §3: ``mmd_paper`` is a mean over independent draws with standard error
 ``mmd_paper_se``, so its single-draw noise standard deviation is ``mmd_paper_se · sqrt(mmd_paper_draws)``.
 """
@@ -24,9 +25,21 @@ import numpy as np
 import yaml
 
 log = logging.getLogger(__name__)
-METHODS = {"single": "OT-Flow", "constant": "JKO-Flow"}  # jko.schedule → method name
-METHOD_ORDER = ("OT-Flow", "JKO-Flow")
-FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png")
+METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
+METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto")
+# conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
+JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
+               "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
+FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png", "k_vs_alpha.png")
+
+
+def method_name(schedule: Any, n_steps: Any) -> str | None:
+    """'OT-Flow', 'JKO-Flow', 'JKO-Flow auto', 'JKO-Flow geometric', 'JKO-Flow geometric auto', else
+    'schedule=<s>'; None without a schedule."""
+    if schedule is None:
+        return None
+    name = METHODS.get(str(schedule), f"schedule={schedule}")
+    return f"{name} auto" if n_steps == "auto" and schedule != "single" else name
 
 
 class ReportError(RuntimeError):
@@ -72,9 +85,33 @@ class Run:
 
     @property
     def method(self) -> str | None:
-        """OT-Flow / JKO-Flow from the config's jko.schedule, else from a ``jko=`` override."""
-        schedule = self._config("jko.schedule") or self.overrides.get("jko")
-        return None if schedule is None else METHODS.get(str(schedule), f"schedule={schedule}")
+        """The method (:func:`method_name`) from the config's jko.schedule and jko.n_steps, else from a ``jko=``
+        override naming a conf/jko preset."""
+        schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
+        if schedule is None and self.overrides.get("jko") is not None:
+            preset = self.overrides["jko"]
+            schedule, n_steps = JKO_PRESETS.get(preset, (preset, None))
+        return method_name(schedule, n_steps)
+
+    @property
+    def n_jko_steps(self) -> float:
+        """K, the number of JKO steps the run took (older runs: their ``K``)."""
+        value = self.value("n_jko_steps")
+        return value if math.isfinite(value) else self.value("K")
+
+    @property
+    def adam_steps_total(self) -> float:
+        value = self.value("adam_steps_total")
+        return value if math.isfinite(value) else self.value("adam_steps")
+
+    @property
+    def nll_se(self) -> float:
+        """Standard error of the run's NLL at its validation size: the last JKO step's ``nll_val_se`` (NaN if none);
+        it stands in for nll_test's (same size, same distribution)."""
+        steps = self.metrics.get("steps") or []
+        last = steps[-1] if steps and isinstance(steps[-1], dict) else {}
+        value = last.get("nll_val_se")
+        return float(value) if isinstance(value, (int, float)) else math.nan
 
     def value(self, key: str) -> float:
         """A metric as a float (NaN when absent or not a number)."""
@@ -214,7 +251,7 @@ def write_report(root: Path, out: Path) -> dict[str, Path]:
     write_csv(written["report.csv"], runs)
     groups = group_runs(runs)
     for name, draw in zip(FIGURES, (report_figures.mmd_vs_alpha, report_figures.samples_grid,
-                                    report_figures.steps_by_alpha), strict=True):
+                                    report_figures.steps_by_alpha, report_figures.k_vs_alpha), strict=True):
         if draw(out / name, groups):
             written[name] = out / name
         elif (out / name).is_file():  # a figure of an earlier report that no longer applies
@@ -241,7 +278,7 @@ def main(argv: list[str]) -> int:
     """``jko-flow report DIR [--out OUTDIR]``: print where the report went. 2 on bad arguments or no runs."""
     parser = _Parser(prog="jko-flow report", description="Summarise a sweep directory: every run under DIR "
                      "(any directory holding a metrics.json) -> report.csv, report.md, mmd_vs_alpha.png, "
-                     "samples_grid.png, steps.png.")
+                     "samples_grid.png, steps.png, k_vs_alpha.png (when K was chosen automatically).")
     parser.add_argument("dir", type=Path, metavar="DIR", help="sweep directory, searched recursively for runs")
     parser.add_argument("--out", type=Path, default=None, metavar="OUTDIR", help="output directory (default: DIR)")
     try:

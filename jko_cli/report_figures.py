@@ -18,7 +18,8 @@ from jko_cli.report import Groups, Run, cell_stats, method_rank, methods_of, run
 
 log = logging.getLogger(__name__)
 ALPHA_PANEL, GRID_PANEL, STEPS_PANEL = 3.2, 2.0, 3.0  # inches per panel
-COLORS = {"OT-Flow": "tab:orange", "JKO-Flow": "tab:blue"}
+COLORS = {"OT-Flow": "tab:orange", "JKO-Flow": "tab:blue", "JKO-Flow auto": "tab:green",
+          "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red"}
 STEP_METRICS = ("mmd", "nll_test")
 
 
@@ -134,4 +135,26 @@ def steps_by_alpha(path: Path, groups: Groups) -> bool:
                 ax.set_xlabel("JKO step k", fontsize=8)
                 ax.tick_params(which="both", labelsize=7)
                 ax.legend(fontsize=7)
+    return True
+
+
+def k_vs_alpha(path: Path, groups: Groups) -> bool:
+    """Where K was chosen automatically: per data set (columns), K (top) and total Adam steps (bottom) against
+    alpha, one line per method (mean over seeds). Nothing is written when no run chose K itself."""
+    if not any(m.endswith(" auto") for by_alpha in groups.values() for m in methods_of(by_alpha)):
+        return False
+    with figure(path, ncols=len(groups), nrows=2, size=ALPHA_PANEL) as (_, axes):
+        for j, (ds, by_alpha) in enumerate(groups.items()):
+            for i, (attr, label) in enumerate((("n_jko_steps", "K (JKO steps)"), ("adam_steps_total", "Adam steps"))):
+                ax = axes[i, j]
+                for m in methods_of(by_alpha):
+                    pts = [(a, np.mean([getattr(r, attr) for r in cell[m]]))
+                           for a, cell in by_alpha.items() if m in cell]
+                    pts = [p for p in pts if math.isfinite(p[1])]
+                    if pts:
+                        ax.plot(*zip(*pts, strict=True), "o-", ms=4, lw=1, color=COLORS.get(m), label=m)
+                _log_alpha_axis(ax, list(by_alpha))
+                ax.set_ylabel(label, fontsize=8)
+                ax.set_title(ds, fontsize=9)
+                ax.legend(fontsize=6)
     return True

@@ -1,10 +1,12 @@
-"""The text of report.md: per data set, the alpha × method table, the Adam-step budget, the spread over alpha."""
+"""The text of report.md: per data set, the alpha × method table (quality, K, Adam steps), the Adam-step budget,
+the spread over alpha; where K was chosen automatically, the comparison with fixed K (jko_cli/report_k.py)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from jko_cli import report_k
 from jko_cli.report import Groups, Run, cell_stats, methods_of, noise_sd, runs_of, spread
 
 TABLE_METRICS = (("mmd_paper", ".3g"), ("nll_test", ".4g"))  # (metric, format of its mean); lower is better
@@ -54,15 +56,18 @@ def _seeds(cell: dict[str, list[Run]], methods: list[str]) -> str:
 
 
 def table(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
-    """Rows alpha; for each metric one column per method; the number of seeds."""
+    """Rows alpha; for each metric one column per method; K and Adam steps per method; the number of seeds."""
     methods = methods_of(by_alpha)
-    head = ["alpha", *(f"{key} {m}" for key, _ in TABLE_METRICS for m in methods), "seeds"]
+    head = ["alpha", *(f"{key} {m}" for key, _ in TABLE_METRICS for m in methods),
+            *(f"{label} {m}" for label in ("K", "Adam steps") for m in methods), "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for alpha, cell in by_alpha.items():
         row = [f"{alpha:g}"]
         for key, spec in TABLE_METRICS:
             best = _best({m: cell_stats(cell[m], key)[0] for m in cell})
             row += [fmt_cell(cell.get(m, []), key, spec, m in best) for m in methods]
+        for attr in ("n_jko_steps", "adam_steps_total"):
+            row += [report_k.count_cell(cell.get(m, []), attr) for m in methods]
         lines.append("| " + " | ".join([*row, _seeds(cell, methods)]) + " |")
     return lines
 
@@ -117,7 +122,10 @@ def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) ->
     lost = [r.rel or "." for r in runs if None in (r.dataset, r.alpha, r.method)]
     if lost:
         out += [f"Only in report.csv (no data set, alpha or method): {', '.join(lost)}", ""]
-    out += [DEFINITIONS, "Figures: " + (", ".join(f"`{f}`" for f in figures) or "none (nothing to plot)"), ""]
+    out += [DEFINITIONS + report_k.DEFINITIONS,
+            "Figures: " + (", ".join(f"`{f}`" for f in figures) or "none (nothing to plot)"), ""]
+    out += report_k.summary_lines(groups)
     for ds, by_alpha in groups.items():
-        out += [f"## {ds}", "", *table(by_alpha), "", adam_sentence(by_alpha), "", *spread_lines(by_alpha), ""]
+        out += [f"## {ds}", "", *table(by_alpha), "", adam_sentence(by_alpha), "",
+                *report_k.comparison_lines(by_alpha, methods_of(by_alpha)), *spread_lines(by_alpha), ""]
     return "\n".join(out)

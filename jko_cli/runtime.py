@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +18,17 @@ import torch
 from jko_cli.config import TrainerConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class JobInfo:
+    """Where a launcher put this job (recorded in provenance.json under "job")."""
+
+    launcher: str = "basic"  # basic | joblib | submitit_local | submitit_slurm
+    num: int = 0  # the job's number in its sweep (hydra.job.num)
+    id: str | None = None  # the launcher's job id (SLURM job id under submitit)
+    threads: int | None = None  # threads per job the launcher's placement asks for (None: torch's default)
+    device: str | None = None  # the device placement chose (None: trainer.device as configured)
 
 
 @dataclass
@@ -33,9 +44,20 @@ class Runtime:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device='cuda': no CUDA device is available here; allowed: auto, cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name!r}: no CUDA device is available here; allowed: auto, cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise RuntimeError(f"trainer.device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
+
+
+def job_device(name: str, job_num: int, n_gpus: int | None = None) -> str:
+    """trainer.device for job ``job_num`` of a sweep: ``auto`` on a machine with several GPUs becomes
+    ``cuda:<job_num mod n_gpus>`` (round robin); anything else, or one GPU or none, stays as it is."""
+    if name != "auto":
+        return name
+    n_gpus = torch.cuda.device_count() if n_gpus is None else n_gpus
+    return f"cuda:{job_num % n_gpus}" if n_gpus > 1 else name
 
 
 def setup(trainer: TrainerConfig, seed: int) -> Runtime:
@@ -62,8 +84,9 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def provenance(rt: Runtime) -> dict:
-    """Where and with what a run was made: git SHA and dirty flag, versions, device, command line."""
+def provenance(rt: Runtime, job: JobInfo | None = None) -> dict:
+    """Where and with what a run was made: git SHA and dirty flag, versions, device, command line, and
+    which launcher job made it (process id and start time, so concurrent jobs can be told apart)."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "git_sha": _git("rev-parse", "HEAD"),
@@ -79,4 +102,7 @@ def provenance(rt: Runtime) -> dict:
         "device_name": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else platform.processor(),
         "dtype": str(rt.dtype).replace("torch.", ""),
         "threads": rt.threads,
+        "pid": os.getpid(),
+        "started_unix": round(time.time(), 3),
+        "job": asdict(job if job is not None else JobInfo()),
     }

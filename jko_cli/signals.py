@@ -2,6 +2,10 @@
 
 The first signal only sets a flag, which the loop reads between Adam steps; it then writes a checkpoint,
 logs how to resume and exits non-zero. A second SIGINT exits at once.
+
+Under submitit (hydra/launcher=slurm or slurm_local) the loop also traps submitit's preemption signal
+(SIGUSR2, sent before the time limit and on preemption): it checkpoints first, then the task hands the
+signal back to submitit's own handler, which requeues the job (jko_cli/tasks/common.py).
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ class StopFlag:
             raise StopRequested(self.signum)
 
 
+def preemption_signal() -> int | None:
+    """submitit's time-limit / preemption signal when this process is a submitit job, else None."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+
+
+def trapped_signals() -> tuple[int, ...]:
+    extra = preemption_signal()
+    return (signal.SIGINT, signal.SIGTERM) + ((extra,) if extra is not None else ())
+
+
 @contextmanager
 def graceful_stop():
     """Install the handlers for the duration of training (main thread only); yield the StopFlag."""
@@ -47,11 +63,13 @@ def graceful_stop():
     def handler(signum, _frame):
         if flag.signum is not None and signum == signal.SIGINT:
             os._exit(130)  # second Ctrl-C: leave now
-        flag.signum = signum
-        log.warning("%s received: finishing the current Adam step, then checkpointing (Ctrl-C again to quit now)",
-                    signal.Signals(signum).name)
+        if flag.signum is None:  # the first signal says why the run stops (a later SIGTERM must not hide a
+            flag.signum = signum  # preemption signal, which requeues)
+        then = "checkpointing, then requeuing" if signum == preemption_signal() else "checkpointing"
+        log.warning("%s received: finishing the current Adam step, then %s (Ctrl-C again to quit now)",
+                    signal.Signals(signum).name, then)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in trapped_signals()}
     try:
         yield flag
     finally:

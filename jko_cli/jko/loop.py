@@ -3,6 +3,12 @@
 The loop is resumable at any Adam step (its position is a :class:`Progress`, saved in checkpoints) and
 fault tolerant: a non-finite loss or parameter found at the end of an epoch rolls the epoch back to the
 state it started from, lowers the learning rate and retries.
+
+Early stopping (``spec.early_stop_every`` > 0): every that many epochs ``hooks.validate()`` gives the step's
+validation objective; after ``early_stop_patience`` checks in a row that do not improve on the best by more
+than ``early_stop_min_delta`` (:func:`plateau_update`, Keras's rule) the subproblem ends. The weights are those
+of the last epoch, not the best check's: on a plateau they differ by less than min_delta. Its state (best,
+checks since) lives in :class:`Progress`, so a resumed run stops at the same epoch.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class SubproblemSpec:
     progress: bool = True
     desc: str = ""
     fast: str = "off"  # implementation of the integration (trainer.fast; jko_cli.fast)
+    early_stop_every: int = 0  # epochs between validation checks; 0 = no early stopping
+    early_stop_patience: int = 5  # checks in a row without improvement before the subproblem ends
+    early_stop_min_delta: float = 0.0  # an improvement must exceed this (units of hooks.validate's value)
 
 
 @dataclass
@@ -58,6 +67,10 @@ class Progress:
     wall_s: float = 0.0
     faults: int = 0  # consecutive faults
     injected: bool = False
+    best_val: float | None = None  # early stopping: the best validation value so far
+    since_best: int = 0  # early stopping: checks in a row without improvement
+    val_checks: int = 0  # validation evaluations made (compute that is not Adam steps)
+    stopped: bool = False  # early stopping has ended this subproblem
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +81,7 @@ class Hooks:
     on_epoch: Callable[[dict], None] | None = None  # after each good epoch, with its record
     after_step: Callable[[Progress], None] | None = None  # after each Adam step (checkpoints, stop flag)
     on_fault: Callable[[dict], None] | None = None
+    validate: Callable[[], float] | None = None  # the validation objective (early stopping; lower is better)
 
 
 @dataclass
@@ -75,10 +89,36 @@ class SubproblemResult:
     adam_steps: int = 0
     wall_s: float = 0.0
     epochs: list[dict] = field(default_factory=list)  # per epoch: mean loss, L, C, R
+    epochs_run: int = 0  # completed epochs of the whole subproblem (across resumes)
+    early_stopped: bool = False
+    val_checks: int = 0
 
 
 def _done(spec: SubproblemSpec, p: Progress) -> bool:
-    return p.epoch >= spec.epochs or (spec.max_adam_steps is not None and p.adam_steps >= spec.max_adam_steps)
+    return (p.stopped or p.epoch >= spec.epochs
+            or (spec.max_adam_steps is not None and p.adam_steps >= spec.max_adam_steps))
+
+
+def plateau_update(best: float | None, since_best: int, value: float, min_delta: float) -> tuple[float, int]:
+    """One early-stopping check: a value below best − min_delta is an improvement (it becomes the best, the
+    count restarts); anything else, NaN included, adds one to the checks without improvement."""
+    if best is None or value < best - min_delta:
+        return value, 0
+    return best, since_best + 1
+
+
+def _early_stop_check(spec: SubproblemSpec, p: Progress, hooks: Hooks) -> dict:
+    """Every ``early_stop_every`` epochs: validate, update the plateau count, maybe stop; the epoch record's extras."""
+    if spec.early_stop_every <= 0 or hooks.validate is None or p.epoch % spec.early_stop_every:
+        return {}
+    value = float(hooks.validate())
+    p.val_checks += 1
+    p.best_val, p.since_best = plateau_update(p.best_val, p.since_best, value, spec.early_stop_min_delta)
+    p.stopped = p.since_best >= spec.early_stop_patience
+    if p.stopped:
+        log.info("%s: validation plateau, early stop after epoch %d (best %.5g, %d checks without improvement "
+                 "> %g)", spec.desc or "subproblem", p.epoch, p.best_val, p.since_best, spec.early_stop_min_delta)
+    return {"val": value, "early_stop": True} if p.stopped else {"val": value}
 
 
 def solve_subproblem(model: Potential, optimizer: torch.optim.Optimizer, x: torch.Tensor, spec: SubproblemSpec,
@@ -100,6 +140,7 @@ def solve_subproblem(model: Potential, optimizer: torch.optim.Optimizer, x: torc
         record = _close_epoch(model, optimizer, spec, p, snapshot, hooks)
         if record is None:
             continue
+        record.update(_early_stop_check(spec, p, hooks))
         result.epochs.append(record)
         if hooks.on_epoch is not None:
             hooks.on_epoch(record)
@@ -107,6 +148,7 @@ def solve_subproblem(model: Potential, optimizer: torch.optim.Optimizer, x: torc
         bar.update(1)
     bar.close()
     result.adam_steps, result.wall_s = p.adam_steps, p.wall_s
+    result.epochs_run, result.early_stopped, result.val_checks = p.epoch, p.stopped, p.val_checks
     return result
 
 

@@ -13,7 +13,8 @@ from jko_cli.jko.loop import Progress
 # Keys a resumed run may change: they affect speed, logging or safety, never the numbers.
 RESUME_SAFE_KEYS = ("resume", "trainer.progress", "trainer.num_threads", "trainer.device", "trainer.plots",
                     "trainer.checkpoint_every", "trainer.max_faults", "trainer.fault_lr_factor",
-                    "trainer.inject_nan_at")
+                    "trainer.inject_nan_at", "logger.name", "logger.tracking_uri", "logger.experiment",
+                    "logger.images")
 
 
 @dataclass
@@ -24,12 +25,22 @@ class JKOState:
     x_val: torch.Tensor  # validation samples, pushed the same way
     x_test: torch.Tensor  # test samples pushed with the evaluation solver, for per-step NLL
     test_logdet: torch.Tensor  # Σ_k ℓ_k of the test samples so far
+    val_logdet: torch.Tensor | None = None  # Σ_k ℓ_k of the validation samples (jko_cli/jko/autostop.py); None = 0
     blocks: list = field(default_factory=list)
-    steps: list = field(default_factory=list)  # per-JKO-step metrics
+    steps: list = field(default_factory=list)  # per-JKO-step metrics (alpha_k, the auto-K decision, …)
     epochs: list = field(default_factory=list)  # per-epoch training records
     adam_steps: int = 0  # over finished JKO steps
     progress: Progress | None = None
     wall_s: float = 0.0  # wall time spent before the current process (resumes)
+
+    def __post_init__(self):
+        if self.val_logdet is None:
+            self.val_logdet = self.x_val.new_zeros(self.x_val.shape[0])
+
+    @property
+    def alphas(self) -> list[float]:
+        """alpha_k of the finished JKO steps."""
+        return [s["alpha"] for s in self.steps]
 
     def payload(self, cfg: TrainConfig, model, optimizer, shuffle: torch.Generator, jsonl_offset: int) -> dict:
         """Everything needed to continue exactly, as plain values (loads with ``weights_only=True``)."""
@@ -38,7 +49,8 @@ class JKOState:
             "adam_steps": self.adam_steps, "blocks": [b.state_dict() for b in self.blocks],
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "steps": self.steps,
             "epochs": self.epochs, "x_train": self.x_train, "x_val": self.x_val, "x_test": self.x_test,
-            "test_logdet": self.test_logdet, "shuffle_rng": shuffle.get_state(),
+            "test_logdet": self.test_logdet, "val_logdet": self.val_logdet, "alphas": self.alphas,
+            "shuffle_rng": shuffle.get_state(),
             "progress": None if self.progress is None else self.progress.state_dict(),
             "jsonl_offset": jsonl_offset, "wall_s": self.wall_s,
         }
@@ -51,6 +63,8 @@ class JKOState:
         device, dtype = self.x_train.device, self.x_train.dtype
         for key in ("x_train", "x_val", "x_test", "test_logdet"):
             setattr(self, key, payload[key].to(device, dtype))
+        if "val_logdet" in payload:  # absent from checkpoints made before n_steps=auto: zeros (nll_val offset)
+            self.val_logdet = payload["val_logdet"].to(device, dtype)
         self.blocks = []
         for sd in payload["blocks"]:
             model_copy = frozen_copy(model)

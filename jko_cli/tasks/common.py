@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from jko_cli.checkpoint import save_json
 from jko_cli.errors import as_user_error
-from jko_cli.signals import StopRequested
+from jko_cli.signals import StopRequested, preemption_signal
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ def run_task(command: str, run_dir: Path | None, work: Callable[[], dict], statu
     try:
         return work()
     except StopRequested as stop:  # the engine has checkpointed and marked status.json
+        if stop.signum == preemption_signal():
+            log.warning("%s: checkpoint written; submitit requeues this job, which resumes from it", stop)
+            signal.raise_signal(stop.signum)  # submitit's own handler (back in place): requeue, then exit
         log.error("%s: checkpoint written; continue with: jko-flow %s resume=%s", stop, command, run_dir)
         raise SystemExit(128 + stop.signum) from None
     except KeyboardInterrupt:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -11,31 +10,24 @@ from omegaconf import DictConfig
 from jko_cli import engine
 from jko_cli.config import to_train_config
 from jko_cli.tasks.common import hydra_run_dir, run_task
+from jko_cli.tasks.placement import hydra_job, place
 
 log = logging.getLogger(__name__)
 
 
-def parallel_threads() -> int | None:
-    """Threads per job under the joblib launcher (cores / jobs), else None (keep the configured value)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
-        return None
-    cores = os.cpu_count() or 1
-    n_jobs = launcher.get("n_jobs", -1)
-    n_jobs = cores if n_jobs is None or n_jobs <= 0 else min(n_jobs, cores)
-    return max(1, cores // n_jobs)
-
-
 def task(cfg: DictConfig) -> float:
+    """One job of any launcher: place it (threads, GPU), train into its run directory, return nll_test.
+
+    Sweep directories are stable, so a job that runs again (a requeue, a re-launched sweep) resumes from
+    its last.pt, or is skipped when finished (engine.train).
+    """
     run_dir = hydra_run_dir()
-    threads = parallel_threads()
-    if threads is not None and cfg.trainer.num_threads == 0:
-        cfg.trainer.num_threads = threads
-        log.info("parallel launcher: %d thread(s) per job", threads)
     train_cfg = run_task("train", run_dir, lambda: resolve(cfg), status=False)  # a refusal must not mark the run
-    metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir))
+    job = place(train_cfg, hydra_job())
+    if job.launcher != "basic":
+        log.info("%s launcher, job %d: %s thread(s), device %s", job.launcher, job.num,
+                 train_cfg.trainer.num_threads or "default", train_cfg.trainer.device)
+    metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir, job))
     return metrics["nll_test"]
 
 

@@ -90,6 +90,8 @@ def test_group_combinations_compose(hydra_conf, dataset, jko, solver):
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_every_launcher_composes(hydra_conf, launcher):
+    if "submitit" in str(OmegaConf.load(CONF / "hydra" / "launcher" / f"{launcher}.yaml").get("defaults")):
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")  # the optional [cluster] extra
     cfg = hydra_conf([f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher is not None
     assert cfg.hydra.job.chdir is False  # every write goes under run_dir, never a changed cwd
