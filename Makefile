@@ -10,9 +10,12 @@ SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 LAUNCHER  ?= parallel
 DEVICE    ?= cpu
 BENCH_ARGS ?=
+# the SLURM launchers (submitit) are an optional extra: reproduce targets install it when LAUNCHER needs it
+RUN_DEPS  := $(if $(filter slurm%,$(LAUNCHER)),install-all,install)
+AUTO_ARGS ?=   # extra overrides for reproduce-auto, e.g. AUTO_ARGS=trainer.early_stop_every=25
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev test test-all lint demo bench reproduce reproduce-quick clean
+.PHONY: help install install-dev install-all test test-all lint demo bench reproduce reproduce-quick reproduce-auto reproduce-auto-quick beyond2d clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,15 +33,22 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# the optional extras too (launchers for SLURM / slurm_local, TensorBoard, MLflow); torch stays as installed
+$(VENV)/.installed-all: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[dev,cluster,tracking]'
+	touch $@
+
 install: $(VENV)/.installed  ## create .venv and install jko-flow with CPU PyTorch
 
 install-dev: $(VENV)/.installed-dev  ## install plus the test and lint tools
+
+install-all: $(VENV)/.installed-all  ## install-dev plus the extras: cluster launchers, TensorBoard, MLflow
 
 test: install-dev  ## run the default test suite (fails if no test ran)
 	@$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
-test-all: install-dev  ## the default suite plus the slow tests
+test-all: install-all  ## the default suite plus the slow tests (with the optional extras installed)
 	@$(BIN)/python -m pytest -q -m "slow or not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
@@ -48,13 +58,26 @@ lint: install-dev  ## ruff
 demo: install  ## train the demo: JKO-Flow on moons, alpha = 5
 	$(BIN)/jko-flow train dataset=moons alpha=5
 
-reproduce: install  ## the paper's 2-D experiment (80 runs per seed; SEEDS=3 for error bars) + report; resumable
+reproduce: $(RUN_DEPS)  ## the paper's 2-D experiment (80 runs per seed; SEEDS=3 for error bars) + report; resumable
 	$(BIN)/jko-flow train -m sweep=paper hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false
 	$(BIN)/jko-flow report outputs/reproduce/paper
 
-reproduce-quick: install  ## the same pipeline, small (12 short runs) + report, a few minutes
+reproduce-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes
 	$(BIN)/jko-flow train -m sweep=quick hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false
 	$(BIN)/jko-flow report outputs/reproduce/quick
+
+reproduce-auto: $(RUN_DEPS)  ## choosing K: 8 sets x 5 alphas x {K=5, K auto, geometric + auto} (120 runs per seed) + report
+	$(BIN)/jko-flow train -m sweep=auto hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS)
+	$(BIN)/jko-flow report outputs/reproduce/auto
+
+reproduce-auto-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes
+	$(BIN)/jko-flow train -m sweep=auto_quick hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS)
+	$(BIN)/jko-flow report outputs/reproduce/auto_quick
+
+beyond2d: $(RUN_DEPS)  ## JKO-Flow vs OT-Flow (equal Adam steps) on gmm d=8, 32 and digits at alpha 1, 10, 100 + report
+	$(BIN)/jko-flow train -m sweep=beyond2d hydra/launcher=$(LAUNCHER) dataset=gmm dataset.dim=8,32 trainer.epochs_per_step=20 trainer.progress=false
+	$(BIN)/jko-flow train -m sweep=beyond2d hydra/launcher=$(LAUNCHER) dataset=digits trainer.epochs_per_step=100 trainer.progress=false
+	$(BIN)/jko-flow report outputs/reproduce/beyond2d
 
 bench: install  ## benchmark eager vs the fast paths → bench.json + table (DEVICE=cuda on a GPU)
 	$(BIN)/python -m jko_cli.bench --device $(DEVICE) $(BENCH_ARGS)

@@ -142,7 +142,12 @@ def run_hydra(command: str, rest: list[str]) -> int:
     task = SUBCOMMANDS[command][1]()
     sys.argv = [f"jko-flow {command}", *rest]
     logging.captureWarnings(True)
-    hydra.main(config_path=CONF_DIR, config_name=command, version_base="1.3")(task)()
+    try:
+        hydra.main(config_path=CONF_DIR, config_name=command, version_base="1.3")(task)()
+    except ValueError as exc:  # Hydra's own flag conflicts (e.g. -m with --cfg) surface as ValueError
+        if "can be specified" not in str(exc):
+            raise
+        return fail(command, str(exc))
     return 0
 
 
