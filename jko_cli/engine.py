@@ -234,8 +234,9 @@ def jko_step(tr: Trainer, k: int) -> None:
     tr.files.event("jko_step", record)
     tr.tracker.jko_step(k, record, state.blocks)
     log.info("JKO step %d/%d%s (alpha_k=%g): L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g, val gain %.4g (se %.2g)%s "
-             "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k, record["L"], record["C"], record["R"], record["nll_test"],
-             record["mmd"], record["val_gain"], record["nll_val_se"],
+             "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k,
+             record["L"], record["C"], record["R"], record["nll_test"], record["mmd"], record["val_gain"],
+             record["nll_val_se"],
              f" → stop: {record['stop']}" if record.get("stop") else "", res.adam_steps,
              ", early stop" if res.early_stopped else "", res.wall_s)
     tr.checkpoint(f"jko_{k:03d}.pt", "last.pt")

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from jko_cli import config as C
-from jko_cli.config import register_configs, to_train_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -19,15 +16,6 @@ OTFLOW = {"power": (500, 5, 128, 10, 24, 10000, 36000, 0.03, 1659917),
           "hepmass": (500, 40, 256, 12, 24, 2000, 40000, 0.02, 315123),
           "miniboone": (100, 15, 256, 6, 18, 2000, 8000, 0.02, 29556),
           "bsds300": (2000, 800, 512, 14, 40, 300, 120000, 0.001, 1000000)}
-
-
-@pytest.fixture
-def compose_train():
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield lambda *overrides: to_train_config(compose(config_name="train", overrides=list(overrides)))
-    GlobalHydra.instance().clear()
 
 
 @pytest.mark.parametrize("name", sorted(OTFLOW))

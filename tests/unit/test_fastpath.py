@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from potentials import perturbed_potential
 
 from jko_cli import fast as fastpath
 from jko_cli.config import ConfigValueError, TrainerConfig
@@ -14,17 +15,9 @@ from jko_cli.jko.flow import ComposedFlow, frozen_copy
 from jko_cli.losses import subproblem_loss
 from jko_cli.models.adjoint import Grads, stage_vjp
 from jko_cli.models.closed_form import StageCache, Weights, param_list, stage_forward
-from jko_cli.models.potential import Potential
 from jko_cli.ode.dynamics import flow_forward, flow_inverse, flow_map
 
-
-def _potential(dim, width, depth, dtype, seed=0):
-    torch.manual_seed(seed)
-    pot = Potential(dim, width, depth).to(dtype)
-    with torch.no_grad():  # move away from the initialisation (w = 1, c = 0) so every term matters
-        for p in pot.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return pot
+_potential = perturbed_potential
 
 
 def _loss_and_grads(pot, x, fast, method="rk4", n_steps=4):

@@ -8,23 +8,17 @@ import logging
 
 import pytest
 import torch
+from potentials import perturbed_potential
 
 from jko_cli import native
 from jko_cli.jko.flow import ComposedFlow, frozen_copy
 from jko_cli.losses import subproblem_loss
-from jko_cli.models.potential import Potential
 from jko_cli.ode.dynamics import flow_forward, flow_inverse, flow_map
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler: the native kernel cannot be built")
 
 
-def _potential(dim, width, depth, dtype, seed=0):
-    torch.manual_seed(seed)
-    pot = Potential(dim, width, depth).to(dtype)
-    with torch.no_grad():  # away from the initialisation (w = 1, c = 0) so every term matters
-        for p in pot.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return pot
+_potential = perturbed_potential
 
 
 def _loss_and_grads(pot, x, fast, method, n_steps, alpha=5.0, alpha_R=0.7):
