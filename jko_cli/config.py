@@ -137,7 +137,7 @@ class JKOConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs_per_step: int = 500  # passes over the training sample per JKO step
+    epochs_per_step: int = 800  # passes over the training sample per JKO step
     batch_size: int = 2000
     lr: float = 1e-2
     device: str = "auto"
