@@ -50,9 +50,13 @@ class DatasetConfig:
     components: int = 8  # gmm only: number of mixture components
     structure_seed: int = 0  # gmm only: seeds the means and covariances (fixed across run seeds)
     data_root: str | None = None  # MAF sets: null → $JKO_FLOW_DATA, else the user cache directory
+    plot_pairs: list | None = None  # the samples plot's coordinate pairs (0-based), e.g. [[16, 17]]; null → [[0, 1]]
 
     def __post_init__(self):
         _check(self.name in DATASETS, "dataset.name", self.name, f"allowed: {', '.join(DATASETS)}")
+        for pair in self.plot_pairs or []:
+            _check(len(pair) == 2 and all(isinstance(i, int) and i >= 0 for i in pair) and pair[0] != pair[1],
+                   "dataset.plot_pairs", list(self.plot_pairs), "must be pairs of two different coordinates >= 0")
         fixed = self.name in FIXED_DATASETS
         for key in ("n_train", "n_val", "n_test"):
             value = getattr(self, key)
@@ -63,6 +67,13 @@ class DatasetConfig:
                f"only {', '.join(SYNTHETIC_DATASETS)} take a dimension; {self.name} has a fixed one (use null)")
         _check(self.dim is None or self.dim >= 2, "dataset.dim", self.dim, "must be >= 2 (or null for 2)")
         _check(self.components >= 1, "dataset.components", self.components, "must be >= 1")
+
+    def pairs(self, dim: int) -> list[tuple[int, int]]:
+        """The samples plot's coordinate pairs, checked against the data's dimension."""
+        pairs = [tuple(p) for p in self.plot_pairs] if self.plot_pairs else [(0, 1)]
+        _check(all(max(p) < dim for p in pairs), "dataset.plot_pairs", [list(p) for p in pairs],
+               f"coordinates must be < d = {dim}")
+        return pairs
 
 
 @dataclass

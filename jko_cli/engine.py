@@ -84,6 +84,7 @@ class Trainer:
         self.cfg, self.files = cfg, RunFiles(run_dir)
         self.rt = setup(cfg.trainer, cfg.seed)
         self.data = load_dataset_cfg(cfg.dataset, cfg.seed)
+        cfg.dataset.pairs(self.data.dim)  # a bad plot_pairs fails here, not after training
         self.model = build_model(cfg.model, self.data.dim).to(self.rt.device, self.rt.dtype)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.trainer.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -288,7 +289,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     eval_start = time.perf_counter()
     np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
     if cfg.trainer.plots:
-        make_plots(flow, state.epochs, state.steps, data, samples, files.plots, cfg.seed)
+        make_plots(flow, state.epochs, state.steps, data, samples, files.plots, cfg.seed, cfg.dataset.pairs(data.dim))
     out["wall_s"] = round(wall_s + time.perf_counter() - eval_start, 3)
     save_json(files.root / "metrics.json", out)
     files.event("final", {k: v for k, v in out.items() if k != "steps"})

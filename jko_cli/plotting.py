@@ -41,11 +41,15 @@ def plot_limit(*arrays: np.ndarray) -> float:
     return float(np.quantile(np.abs(allpts), 0.995)) * 1.1 + 1e-6
 
 
-def samples_vs_data(path: Path, data: np.ndarray, generated: np.ndarray, title: str = "") -> None:
-    lim = plot_limit(data)
-    with figure(path, ncols=2) as (fig, ax):
-        _scatter(ax[0, 0], data, "data (held out)", lim)
-        _scatter(ax[0, 1], generated, "generated", lim)
+def samples_vs_data(path: Path, data: np.ndarray, generated: np.ndarray, title: str = "",
+                    pairs: list[tuple[int, int]] = ((0, 1),)) -> None:
+    """Held-out data beside generated samples; one row per coordinate pair (i, j), a 2-D slice each."""
+    with figure(path, ncols=2, nrows=len(pairs)) as (fig, ax):
+        for row, (i, j) in enumerate(pairs):
+            lim = plot_limit(data[:, [i, j]])
+            suffix = "" if (i, j) == (0, 1) and len(pairs) == 1 else f", x{i}–x{j}"
+            _scatter(ax[row, 0], data[:, [i, j]], f"data (held out){suffix}", lim)
+            _scatter(ax[row, 1], generated[:, [i, j]], f"generated{suffix}", lim)
         if title:
             fig.suptitle(title, fontsize=9)
 

@@ -15,10 +15,11 @@ PANEL_POINTS = 2000
 
 
 def make_plots(flow: ComposedFlow, epochs: list[dict], steps: list[dict], data: DataSplits, samples: np.ndarray,
-               where: Path, seed: int) -> None:
-    """Data vs generated; the per-step panel; the composed log-density on a grid; loss and step curves."""
+               where: Path, seed: int, pairs: list[tuple[int, int]] = ((0, 1),)) -> None:
+    """Data vs generated (one row per coordinate pair); the per-step panel; the composed log-density on a grid;
+    loss and step curves."""
     title = f"{data.name}: K={len(flow)}"
-    plotting.samples_vs_data(where / "samples.png", data.test, samples, title)
+    plotting.samples_vs_data(where / "samples.png", data.test, samples, title, pairs)
     ref = next(flow.blocks[0].parameters())
     gen = torch.Generator().manual_seed(seed)
     y = torch.randn(PANEL_POINTS, data.dim, generator=gen, dtype=ref.dtype).to(ref.device)

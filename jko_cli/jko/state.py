@@ -14,7 +14,7 @@ from jko_cli.jko.loop import Progress
 RESUME_SAFE_KEYS = ("resume", "trainer.progress", "trainer.num_threads", "trainer.device", "trainer.plots",
                     "trainer.checkpoint_every", "trainer.max_faults", "trainer.fault_lr_factor",
                     "trainer.inject_nan_at", "logger.name", "logger.tracking_uri", "logger.experiment",
-                    "logger.images")
+                    "logger.images", "dataset.plot_pairs")
 
 
 @dataclass
