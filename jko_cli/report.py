@@ -69,8 +69,13 @@ class Run:
 
     @property
     def dataset(self) -> str | None:
+        """The data set's name; for a set of chosen dimension (gmm, banana with dataset.dim) "name (d=…)", so
+        a sweep over dimensions is reported per dimension."""
         value = self._get("dataset", "dataset.name")
-        return None if value is None else str(value)
+        if value is None:
+            return None
+        dim = self._config("dataset.dim")
+        return str(value) if dim is None else f"{value} (d={dim})"
 
     @property
     def alpha(self) -> float | None:

@@ -212,3 +212,12 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, args):
     assert cli.main(["report", *(str(tmp_path / a) if not a.startswith("-") else a for a in args)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("jko-flow report: error: ")
+
+
+def test_a_sweep_over_dimensions_is_reported_per_dimension():
+    from jko_cli.report import Run
+
+    def run(dim):
+        return Run("r", Path("r"), config={"dataset": {"name": "gmm", "dim": dim}}, metrics={"dataset": "gmm"})
+
+    assert [run(8).dataset, run(32).dataset, run(None).dataset] == ["gmm (d=8)", "gmm (d=32)", "gmm"]
