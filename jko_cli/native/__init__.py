@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from jko_cli.models.closed_form import param_list
+from jko_cli.models.adjoint import Grads
+from jko_cli.models.closed_form import Weights, param_list
 from jko_cli.ode.steps import tableau
 
 log = logging.getLogger(__name__)
@@ -144,14 +145,8 @@ class _Call:
         self.dtype = x.dtype
         self.ctype = ctypes.c_float if x.dtype == torch.float32 else ctypes.c_double
         self.fn = library().jko_flow_f32 if x.dtype == torch.float32 else library().jko_flow_f64
-        params = [p.detach().contiguous() for p in param_list(potential)]
-        n_layers = (len(params) - 5) // 2
-        K0, b0 = params[0], params[1]
-        Ks = torch.stack(params[2 : 2 + 2 * n_layers : 2]).contiguous()
-        bs = torch.stack(params[3 : 3 + 2 * n_layers : 2]).contiguous()
-        w, A, c = params[2 + 2 * n_layers :]
-        self.A = A
-        self.weights = [K0, b0, Ks, bs, w, (A.T @ A).contiguous(), c]
+        W = self.W = Weights.of(potential)  # the parameters, unpacked as the adjoint path does (with AᵀA)
+        self.weights = [t.contiguous() for t in (W.K0, W.b0, torch.stack(W.Ks), torch.stack(W.bs), W.w, W.AtA, W.c)]
         rows, b, cs = tableau(method)
         S = len(b)
         a = torch.zeros(S, S, dtype=torch.float64)
@@ -159,7 +154,7 @@ class _Call:
             for j, v in row:
                 a[s, j] = v
         self.tab = [a.contiguous(), torch.tensor(b, dtype=torch.float64), torch.tensor(cs, dtype=torch.float64)]
-        self.dims = (x.shape[1], K0.shape[0], n_layers, potential.h)
+        self.dims = (x.shape[1], W.K0.shape[0], len(W.Ks), potential.h)
         self.n_steps, self.S, self.t0, self.t1 = n_steps, S, t0, t1
         self.x = x.detach().contiguous()
         self.grad_size = sum(t.numel() for t in self.weights)
@@ -185,8 +180,7 @@ class _Call:
             out.append(flat[k : k + t.numel()].view(t.shape).to(self.dtype))
             k += t.numel()
         gK0, gb0, gKs, gbs, gw, gAtA, gc = out
-        layers = [g for pair in zip(gKs.unbind(), gbs.unbind(), strict=True) for g in pair]
-        return [gK0, gb0, *layers, gw, self.A @ (gAtA + gAtA.T), gc]
+        return Grads(gK0, gb0, list(gKs.unbind()), list(gbs.unbind()), gw, gAtA, gc).as_list(self.W)
 
 
 def augmented(potential, x: torch.Tensor, n_steps: int, method: str = "rk4"):

@@ -768,5 +768,4 @@ extern "C" {
 int jko_flow_f32(JKO_ARGS(float)) { return run<float>(JKO_PASS); }
 int jko_flow_f64(JKO_ARGS(double)) { return run<double>(JKO_PASS); }
 int jko_abi_version(void) { return 2; }
-int jko_lanes(int is_double) { return is_double ? Num<double>::B : Num<float>::B; }  // samples per block
 }
