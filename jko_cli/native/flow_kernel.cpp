@@ -25,53 +25,13 @@
 #include <algorithm>
 #include <vector>
 
+#include "simd_math.hpp"
+
 namespace {
 
-template <typename T>
-struct Num;
-
-template <>
-struct Num<float> {
-    using U = uint32_t;
-    static constexpr int B = 64;  // lanes per block
-    static constexpr float LO = -80.0f;  // exp(−80) ≈ 1.8e−35: below, e is 0 to float precision
-    static constexpr float SHIFT = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
-    static constexpr int MANT = 23, BIAS = 127, EXP_DEG = 7, LOG_TERMS = 8;
-};
-
-template <>
-struct Num<double> {
-    using U = uint64_t;
-    static constexpr int B = 32;
-    static constexpr double LO = -700.0;
-    static constexpr double SHIFT = 6755399441055744.0;  // 1.5·2^52
-    static constexpr int MANT = 52, BIAS = 1023, EXP_DEG = 13, LOG_TERMS = 18;
-};
-
-// exp(x) for x ≤ 0: x = n ln 2 + r, |r| ≤ ln2/2, exp(r) by its Taylor polynomial, 2^n from the bits.
-template <typename T>
-inline T exp_neg(T x) {
-    using N = Num<T>;
-    using U = typename N::U;
-    x = x < N::LO ? N::LO : x;
-    const T kf = x * T(1.4426950408889634) + N::SHIFT;
-    const U kbits = __builtin_bit_cast(U, kf);
-    const T k = kf - N::SHIFT;
-    const T r = (x - k * T(0.693145751953125)) - k * T(1.4286068203094172321e-6);
-    T p = T(1);
-    for (int i = N::EXP_DEG; i >= 1; --i) p = T(1) + p * (r * T(1.0 / i));  // Horner on the Taylor series
-    const U scale = (kbits - __builtin_bit_cast(U, N::SHIFT) + U(N::BIAS)) << N::MANT;
-    return p * __builtin_bit_cast(T, scale);
-}
-
-// log(1 + e) = 2 atanh(w) for w = e / (2 + e) ∈ [0, 1/3] (e ∈ [0, 1]), by its series.
-template <typename T>
-inline T log1p_series(T w) {
-    const T w2 = w * w;
-    T s = T(0);
-    for (int k = Num<T>::LOG_TERMS - 1; k >= 0; --k) s = T(1) / T(2 * k + 1) + w2 * s;
-    return T(2) * w * s;
-}
+using jko::exp_neg;
+using jko::log1p_series;
+using jko::Num;
 
 // a = tanh p and (if sg) sg = σ(p) = |p| + log(1 + exp(−2|p|)), for one lane vector; one division per lane.
 template <typename T, int B>

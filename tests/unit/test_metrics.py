@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from jko_cli import metrics as M
+from jko_cli import native
 from jko_cli.jko.flow import ComposedFlow
 
 
@@ -31,17 +32,47 @@ def _naive_mmd2(x: torch.Tensor, y: torch.Tensor, gammas) -> float:
     return kxx + kyy - 2 * kxy
 
 
-@pytest.mark.parametrize("m,n,d,gammas", [(7, 5, 2, (1.0,)), (9, 12, 3, (0.3, 1.7)), (40, 33, 2, (0.5, 1.0, 2.0))])
-def test_mmd_matches_naive_reference(m, n, d, gammas):
+@pytest.fixture(params=["native", "torch"])
+def kernel_path(request, monkeypatch):
+    """Runs a test through each implementation of the kernel sums (the fused C++ one and the torch one)."""
+    if request.param == "native" and not native.available():
+        pytest.skip("no C++ compiler: the native kernel cannot be built")
+    if request.param == "torch":
+        monkeypatch.setattr(native, "kernel_sum_supports", lambda *a: False)
+    return request.param
+
+
+@pytest.mark.parametrize("m,n,d,gammas", [(7, 5, 2, (1.0,)), (9, 12, 3, (0.3, 1.7)), (40, 33, 2, (0.5, 1.0, 2.0)),
+                                          (300, 257, 1, (0.2, 5.0)), (5, 6, 9, tuple(0.1 * k for k in range(1, 9)))])
+def test_mmd_matches_naive_reference(m, n, d, gammas, kernel_path):
     x, y = _normal(m, d, seed=1), _normal(n, d, seed=2, shift=0.4)
     assert M.mmd2_unbiased(x, y, gammas) == pytest.approx(_naive_mmd2(x, y, gammas), rel=1e-10, abs=1e-12)
 
 
+def test_kernel_sum_paths_agree_at_evaluation_size():
+    """The two implementations agree to rounding at the size runs use (6000 × 6000, d=2), with and without
+    the diagonal."""
+    if not native.available():
+        pytest.skip("no C++ compiler: the native kernel cannot be built")
+    x, y = _normal(6000, seed=11), _normal(6000, seed=12, shift=0.3)
+    for a, b, same in ((x, y, False), (x, x, True)):
+        for gammas in ((1.0,), (0.25, 1.0, 4.0)):
+            fused, ref = native.gauss_kernel_sum(a, b, gammas, same), M._kernel_sum_torch(a, b, gammas, same)
+            assert fused == pytest.approx(ref, rel=1e-12)
+
+
+def test_kernel_sum_propagates_nan(kernel_path):
+    x = _normal(20, seed=13)
+    x[4, 1] = float("nan")
+    assert math.isnan(M.mmd_paper(x, _normal(20, seed=14)))
+
+
 def test_mmd_blockwise_diagonal_removal(monkeypatch):
-    """Kernel rows are summed in blocks of ROWS; the excluded diagonal must follow the block offset."""
+    """Kernel rows are summed in blocks (here of 3 rows); the excluded diagonal must follow the block offset."""
     x, y = _normal(11, seed=3), _normal(8, seed=4, shift=0.2)
     ref = _naive_mmd2(x, y, (1.0,))
-    monkeypatch.setattr(M, "ROWS", 3)
+    monkeypatch.setattr(native, "kernel_sum_supports", lambda *a: False)  # the torch path works in blocks
+    monkeypatch.setattr(M, "BLOCK_ENTRIES", 3 * 8)  # blocks of 2-3 rows
     assert M.mmd_paper(x, y) == pytest.approx(ref, rel=1e-10, abs=1e-12)
 
 
