@@ -105,28 +105,43 @@ struct Layout {
     }
 };
 
-// Gradient totals in double, laid out as the caller's buffer: [K0, b0, Ks, bs, w, AtA, c]; q and tr
-// (gradients of ‖K0x[j]‖² and of the trace) are folded into K0 and AtA by fold().
-struct Grads {
-    double *K0, *b0, *Ks, *bs, *w, *AtA, *c;
-    std::vector<double> q;
-    double tr = 0.0;
-    Grads(double* out, int64_t d, int64_t m, int64_t nl) : q(m, 0.0) {
-        K0 = out;
+// Offsets of the gradient's parts, in scalars: the caller's buffer [K0, b0, Ks, bs, w, AtA, c] (size main),
+// then q and tr, the gradients of ‖K0x[j]‖² and of the trace, which fold() adds into K0 and AtA.
+struct GradLayout {
+    int64_t K0, b0, Ks, bs, w, AtA, c, q, tr, main, size;
+    GradLayout(int64_t d, int64_t m, int64_t nl) {
+        K0 = 0;
         b0 = K0 + m * (d + 1);
         Ks = b0 + m;
         bs = Ks + nl * m * m;
         w = bs + nl * m;
         AtA = w + m;
         c = AtA + (d + 1) * (d + 1);
+        main = q = c + d + 1;
+        tr = q + m;
+        size = tr + 1;
     }
+    // totals (size) → the caller's gradient (main), q and tr folded in
     template <typename T>
-    void fold(const Net<T>& net) {
+    void fold(const Net<T>& net, const double* totals, double* out) const {
         const int64_t d = net.d, dp = d + 1;
+        for (int64_t i = 0; i < main; ++i) out[i] += totals[i];
         for (int64_t j = 0; j < net.m; ++j)
-            for (int64_t k = 0; k < d; ++k) K0[j * dp + k] += 2.0 * q[j] * double(net.K0[j * dp + k]);
-        for (int64_t k = 0; k < d; ++k) AtA[k * dp + k] += tr;
+            for (int64_t k = 0; k < d; ++k) out[K0 + j * dp + k] += 2.0 * totals[q + j] * double(net.K0[j * dp + k]);
+        for (int64_t k = 0; k < d; ++k) out[AtA + k * dp + k] += totals[tr];
     }
+};
+
+// A 64-byte vector of T (GCC/Clang vector extension), for values that must live in registers
+template <typename T>
+struct Vec64;
+template <>
+struct Vec64<float> {
+    typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vec64<double> {
+    typedef double type __attribute__((vector_size(64)));
 };
 
 template <typename T, int B>
@@ -141,8 +156,56 @@ class Block {
         int64_t d;
     };
 
-    // gK[j][l] (W lanes) += the block's lanes of the rank update for (j, l), folded onto W lanes
-    static void rank_update(const Rank& q, int64_t j, int64_t l, T* __restrict gK) {
+    // gK (m × m, W lanes each) += the block's rank update, folded onto W lanes: a small GEMM over the
+    // (2 + d)·B lanes, done in register tiles of 4 × 4 (j, l) pairs so that each operand vector is loaded
+    // once per tile rather than once per pair (the pairwise loop was a quarter of a training step at m = 16)
+    static void rank_update(const Rank& q, int64_t m, T* __restrict gK) {
+        constexpr int64_t TT = 4;
+        const int64_t mt = m - m % TT;
+        for (int64_t j = 0; j < mt; j += TT)
+            for (int64_t l = 0; l < mt; l += TT) rank_tile(q, j, l, m, gK);
+        for (int64_t j = 0; j < m; ++j)
+            for (int64_t l = 0; l < m; ++l)
+                if (j >= mt || l >= mt) rank_pair(q, j, l, gK + (j * m + l) * W);
+    }
+
+    // one 4 × 4 tile: acc[jj][ll] += Σ_terms Σ_chunks a_term[j0+jj] ⊙ b_term[l0+ll], the 16 accumulators
+    // as 64-byte vector values so that they stay in registers
+    using V = typename Vec64<T>::type;
+    static V load(const T* p) {
+        V v;
+        std::memcpy(&v, p, sizeof(V));
+        return v;
+    }
+    static void rank_tile(const Rank& q, int64_t j0, int64_t l0, int64_t m, T* __restrict gK) {
+        V acc[4][4];
+        for (int jj = 0; jj < 4; ++jj)
+            for (int ll = 0; ll < 4; ++ll) acc[jj][ll] = load(gK + ((j0 + jj) * m + l0 + ll) * W);
+        const int64_t dB = q.d * B;
+        for (int r = 0; r < B; r += W) {
+            tile_term(acc, q.y + j0 * B + r, B, q.zbar + l0 * B + r, B);
+            tile_term(acc, q.pbar + j0 * B + r, B, q.u + l0 * B + r, B);
+            if (q.KJbar)
+                for (int64_t k = 0; k < q.d; ++k)
+                    tile_term(acc, q.KJbar + (j0 * q.d + k) * B + r, dB, q.J + (l0 * q.d + k) * B + r, dB);
+        }
+        for (int jj = 0; jj < 4; ++jj)
+            for (int ll = 0; ll < 4; ++ll) std::memcpy(gK + ((j0 + jj) * m + l0 + ll) * W, &acc[jj][ll], sizeof(V));
+    }
+
+    static inline __attribute__((always_inline)) void tile_term(V (&acc)[4][4], const T* a, int64_t sa,
+                                                                const T* b, int64_t sb) {
+        const V a0 = load(a), a1 = load(a + sa), a2 = load(a + 2 * sa), a3 = load(a + 3 * sa);
+        const V b0 = load(b), b1 = load(b + sb), b2 = load(b + 2 * sb), b3 = load(b + 3 * sb);
+        const V av[4] = {a0, a1, a2, a3}, bv[4] = {b0, b1, b2, b3};
+#pragma GCC unroll 4
+        for (int jj = 0; jj < 4; ++jj)
+#pragma GCC unroll 4
+            for (int ll = 0; ll < 4; ++ll) acc[jj][ll] += av[jj] * bv[ll];
+    }
+
+    // one (j, l) pair (the rows and columns outside whole tiles)
+    static void rank_pair(const Rank& q, int64_t j, int64_t l, T* __restrict gK) {
         T acc[W];
         std::memcpy(acc, gK, sizeof(T) * W);
         const T *y = q.y + j * B, *p = q.pbar + j * B, *z = q.zbar + l * B, *u = q.u + l * B;
@@ -160,17 +223,25 @@ class Block {
         std::memcpy(gK, acc, sizeof(T) * W);
     }
 
-    // K_i's gradient, gathered over the block's stages in gKlanes, into the double totals
-    void flush(Grads& g) {
-        const int64_t n = net.nl * net.m * net.m;
-        for (int64_t i = 0; i < n; ++i) {
-            g.Ks[i] += lanes_sum<T, W>(gKlanes.data() + i * W);
-        }
-        std::fill(gKlanes.begin(), gKlanes.end(), T(0));
+    // The gradient is accumulated per scalar in W lanes (vertical adds only) through all stages of a block,
+    // and reduced across lanes into the double totals once per block: a horizontal sum per scalar and
+    // stage cost as much as the stage's matrix products at m = 16.
+    T* gacc(int64_t offset) { return glanes.data() + offset * W; }
+    static void add_sum(T* __restrict acc, const T* __restrict x) {
+        for (int r = 0; r < B; r += W)
+            for (int b = 0; b < W; ++b) acc[b] += x[r + b];
+    }
+    static void add_dot(T* __restrict acc, const T* __restrict x, const T* __restrict y) {
+        for (int r = 0; r < B; r += W)
+            for (int b = 0; b < W; ++b) acc[b] += x[r + b] * y[r + b];
+    }
+    void flush(double* totals) {
+        for (int64_t i = 0; i < gl.size; ++i) totals[i] += double(lanes_sum<T, W>(gacc(i)));
+        std::fill(glanes.begin(), glanes.end(), T(0));
     }
 
     Block(const Net<T>& net, Mode mode, int64_t n_stages_total)
-        : net(net), mode(mode), lay(net.d, net.m, net.nl),
+        : net(net), mode(mode), lay(net.d, net.m, net.nl), gl(net.d, net.m, net.nl),
           cache((mode == TRAIN ? n_stages_total : 1) * lay.size * B), gxs(n_stages_total * net.d * B),
           xbar(16 * net.d * B) {
         const int64_t m = net.m, d = net.d, nl = net.nl;
@@ -184,7 +255,7 @@ class Block {
         abar.resize((nl + 1) * m * B);
         KJbar.resize(nl * m * d * B);
         pbar.resize(nl * m * B);
-        if (mode == TRAIN) gKlanes.assign(nl * m * m * W, T(0));
+        if (mode == TRAIN) glanes.assign(gl.size * W, T(0));
     }
 
     // J_0 = diag(a_0) K_0x of a stage, into out (m·d lanes)
@@ -338,7 +409,7 @@ class Block {
     }
 
     // Reverse one stage: cotangents G (d+1 lanes: ∇_xΦ then ∂_tΦ) and Gl (Δ_xΦ) → x̄ (d lanes); adds into g.
-    void stage_backward(const T* C, const T* G, const T* Gl, T* xbar_out, Grads& g) {
+    void stage_backward(const T* C, const T* G, const T* Gl, T* xbar_out) {
         const int64_t d = net.d, m = net.m, nl = net.nl, dp = d + 1;
         const T h = net.h;
         const T* s = C + lay.s * B;
@@ -366,13 +437,13 @@ class Block {
                 ab[j * B + b] = z1j[b] * yb[b];
                 tmp[b] = a0j[b] * z1j[b];
             }
-            for (int64_t k = 0; k < dp; ++k) g.K0[j * dp + k] += lanes_dot<T, B>(tmp, G + k * B);
+            for (int64_t k = 0; k < dp; ++k) add_dot(gacc(gl.K0 + j * dp + k), tmp, G + k * B);
         }
         std::fill(zb + m * B, zb + (nl + 1) * m * B, T(0));
         std::fill(ab + m * B, ab + (nl + 1) * m * B, T(0));
         for (int64_t k = 0; k < dp; ++k) {
-            g.c[k] += lanes_sum<T, B>(G + k * B);
-            for (int64_t l = 0; l < dp; ++l) g.AtA[k * dp + l] += lanes_dot<T, B>(G + k * B, s + l * B);
+            add_sum(gacc(gl.c + k), G + k * B);
+            for (int64_t l = 0; l < dp; ++l) add_dot(gacc(gl.AtA + k * dp + l), G + k * B, s + l * B);
         }
         for (int64_t l = 0; l < dp; ++l) {
             T acc[B] = {};
@@ -384,7 +455,7 @@ class Block {
         }
         if (Gl) {
             J0_into(C, J0buf.data());
-            laplacian_backward(C, Gl, g);
+            laplacian_backward(C, Gl);
         }
         // z recursion, bottom up: z_i = z_{i+1} + K_iᵀ y_i with y_i = h a_i ⊙ z_{i+1}
         for (int64_t i = 1; i <= nl; ++i) {
@@ -407,7 +478,7 @@ class Block {
                 }
             }
         }
-        for (int64_t j = 0; j < m; ++j) g.w[j] += lanes_sum<T, B>(zb + (nl * m + j) * B);
+        for (int64_t j = 0; j < m; ++j) add_sum(gacc(gl.w + j), zb + (nl * m + j) * B);
         // network, top down: p_i = K_i u_{i−1} + b_i, u_i = u_{i−1} + h σ(p_i)
         for (int64_t i = nl; i >= 1; --i) {
             const T* Ki = net.K(i);
@@ -417,7 +488,7 @@ class Block {
                 const T a = ai[j];
                 pb[j] = ab[i * m * B + j] * (T(1) - a * a) + (i < nl ? h * ubar[j] * a : T(0));
             }
-            for (int64_t j = 0; j < m; ++j) g.bs[(i - 1) * m + j] += lanes_sum<T, B>(pb + j * B);
+            for (int64_t j = 0; j < m; ++j) add_sum(gacc(gl.bs + (i - 1) * m + j), pb + j * B);
             for (int64_t l = 0; l < m; ++l) {
                 T acc[B];
                 for (int b = 0; b < B; ++b) acc[b] = i < nl ? ubar[l * B + b] : T(0);
@@ -438,12 +509,11 @@ class Block {
             const T* uin = C + (lay.u + (i - 1) * m) * B;
             const T* KJb = KJbar.data() + (i - 1) * m * d * B;
             const T* Jp = J_prev(C, i);
-            T* gK = gKlanes.data() + (i - 1) * m * m * W;
+            T* gK = gacc(gl.Ks + (i - 1) * m * m);
             T* ys = p0bar + m * B;  // y_i = h a_i ⊙ z_{i+1} (m lanes, free scratch)
             for (int64_t j = 0; j < m * B; ++j) ys[j] = h * ai[j] * zup[j];
             const Rank rank{ys, pb, zbi, uin, Gl ? KJb : nullptr, Gl ? Jp : nullptr, d};
-            for (int64_t j = 0; j < m; ++j)
-                for (int64_t l = 0; l < m; ++l) rank_update(rank, j, l, gK + (j * m + l) * W);
+            rank_update(rank, m, gK);
         }
         // opening: p_0 = K_0 s + b_0, a_0 = tanh p_0, u_0 = σ(p_0)
         for (int64_t j = 0; j < m * B; ++j) {
@@ -451,8 +521,8 @@ class Block {
             p0bar[j] = ab[j] * (T(1) - a * a) + ubar[j] * a;
         }
         for (int64_t j = 0; j < m; ++j) {
-            g.b0[j] += lanes_sum<T, B>(p0bar + j * B);
-            for (int64_t k = 0; k < dp; ++k) g.K0[j * dp + k] += lanes_dot<T, B>(p0bar + j * B, s + k * B);
+            add_sum(gacc(gl.b0 + j), p0bar + j * B);
+            for (int64_t k = 0; k < dp; ++k) add_dot(gacc(gl.K0 + j * dp + k), p0bar + j * B, s + k * B);
         }
         for (int64_t k = 0; k < d; ++k) {
             T acc[B];
@@ -466,7 +536,7 @@ class Block {
     }
 
     // The Laplacian's reverse: adds into ā_i, z̄_{i+1} (abar, zbar) and g; leaves KJ̄_i in KJbar.
-    void laplacian_backward(const T* C, const T* Gl, Grads& g) {
+    void laplacian_backward(const T* C, const T* Gl) {
         const int64_t d = net.d, m = net.m, nl = net.nl, dp = d + 1;
         const T h = net.h;
         const T* a0 = C + lay.a0 * B;
@@ -474,15 +544,17 @@ class Block {
         T* zb = zbar.data();
         T* ab = abar.data();
         T* tmp = lanes.data();
-        g.tr += lanes_sum<T, B>(Gl);
+        add_sum(gacc(gl.tr), Gl);
         for (int64_t j = 0; j < m; ++j) {
+            const T qj = net.q[j];
+#pragma omp simd
             for (int b = 0; b < B; ++b) {
                 const T a = a0[j * B + b], dl = T(1) - a * a, z = z1[j * B + b];
-                ab[j * B + b] -= T(2) * a * Gl[b] * z * net.q[j];
-                zb[j * B + b] += Gl[b] * dl * net.q[j];
+                ab[j * B + b] -= T(2) * a * Gl[b] * z * qj;
+                zb[j * B + b] += Gl[b] * dl * qj;
                 tmp[b] = Gl[b] * dl * z;
             }
-            g.q[j] += lanes_sum<T, B>(tmp);
+            add_sum(gacc(gl.q + j), tmp);
         }
         T* Jbar = mdbuf.data();         // J̄_i, m·d lanes
         T* Jbar2 = Jbar + m * d * B;
@@ -535,14 +607,15 @@ class Block {
                 const T kv = net.K0[j * dp + k];
                 const T* jb = Jbar + (j * d + k) * B;
                 for (int b = 0; b < B; ++b) ab[j * B + b] += jb[b] * kv;
-                g.K0[j * dp + k] += lanes_dot<T, B>(a0 + j * B, jb);
+                add_dot(gacc(gl.K0 + j * dp + k), a0 + j * B, jb);
             }
     }
 
     const Net<T>& net;
     Mode mode;
     Layout lay;
-    std::vector<T> cache, gxs, xbar, wl, lanes, mdbuf, J0buf, zbar, abar, KJbar, pbar, gKlanes;
+    GradLayout gl;
+    std::vector<T> cache, gxs, xbar, wl, lanes, mdbuf, J0buf, zbar, abar, KJbar, pbar, glanes;
 };
 
 struct Scheme {
@@ -554,7 +627,7 @@ struct Scheme {
 // Integrate a block (and in TRAIN mode reverse it): x (d lanes) in place → z; ell, L, R lanes.
 template <typename T, int B>
 void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, const T* weight, double alpha,
-               double alpha_R, Grads* g) {
+               double alpha_R) {
     const Net<T>& net = blk.net;
     const int64_t d = net.d, S = sc.S;
     const bool lap = blk.mode != VELOCITY;
@@ -628,7 +701,7 @@ void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, con
                     for (int b = 0; b < B; ++b) Gk[b] -= ah * xb[b];
                 }
             }
-            blk.stage_backward(C, G, Gl, xbar_all + s * d * B, *g);
+            blk.stage_backward(C, G, Gl, xbar_all + s * d * B);
         }
         for (int64_t s = 0; s < S; ++s)
             for (int64_t k = 0; k < d * B; ++k) lam[k] += xbar_all[s * d * B + k];
@@ -643,7 +716,7 @@ void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, in
     constexpr int B = Num<T>::B;
     const int64_t d = net.d;
     Block<T, B> blk(net, mode, sc.n_steps * sc.S);
-    Grads g(grads, mode == TRAIN ? d : 0, mode == TRAIN ? net.m : 0, mode == TRAIN ? net.nl : 0);
+    std::vector<double> totals(mode == TRAIN ? blk.gl.size : 0, 0.0);
     const double half_log_2pi = 0.5 * std::log(2.0 * M_PI) * double(d);
     std::vector<T> x(d * B);
     T ell[B], L[B], R[B], weight[B];
@@ -654,8 +727,8 @@ void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, in
             weight[b] = b < cnt ? T(1) : T(0);
             for (int64_t k = 0; k < d; ++k) x[k * B + b] = x_in[src * d + k];
         }
-        run_block<T, B>(blk, sc, x.data(), ell, L, R, weight, alpha, alpha_R, &g);
-        if (mode == TRAIN) blk.flush(g);
+        run_block<T, B>(blk, sc, x.data(), ell, L, R, weight, alpha, alpha_R);
+        if (mode == TRAIN) blk.flush(totals.data());
         for (int64_t b = 0; b < cnt; ++b) {
             if (z_out)
                 for (int64_t k = 0; k < d; ++k) z_out[(start + b) * d + k] = x[k * B + b];
@@ -671,7 +744,7 @@ void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, in
             }
         }
     }
-    if (mode == TRAIN) g.fold(net);
+    if (mode == TRAIN) blk.gl.fold(net, totals.data(), grads);
 }
 
 // The batch split into whole blocks over `threads` OpenMP threads (the process's OpenMP runtime: inside
