@@ -98,6 +98,26 @@ def one_line(exc: BaseException) -> str:
     return out.replace(".;", ";").replace("\t", " ")
 
 
+PATH_KEYS = ("run", "out", "resume")  # overrides whose value is a file-system path
+HYDRA_SPECIAL = set("=,[]{}()'\" \\")  # characters that make an unquoted override value parse differently
+
+
+def quote_paths(args: list[str]) -> list[str]:
+    """Quote the value of path overrides (``run=``, ``out=``, ``resume=``) that contains characters Hydra's
+    override grammar would parse, so that ``run=outputs/reproduce/paper/alpha=5,dataset=moons,jko=constant/seed=0``
+    (a sweep's job directory) names that directory; other arguments, and values already quoted, pass as they are.
+    """
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        quoted = value[:1] in ("'", '"')
+        if eq and key.lstrip("+") in PATH_KEYS and not quoted and HYDRA_SPECIAL & set(value):
+            quote = "'" if "'" not in value else '"'
+            a = f"{key}={quote}{value}{quote}" if quote not in value else a
+        out.append(a)
+    return out
+
+
 def split_argv(args: list[str]) -> tuple[list[str], bool]:
     """Separate Hydra flags from overrides; report whether a help-like flag is present."""
     overrides, skip, helpish = [], False, False
@@ -123,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(command, f"unknown command {command!r}; allowed: {', '.join(SUBCOMMANDS)}")
     if command in PLAIN_COMMANDS:
         return SUBCOMMANDS[command][1]()(rest)
+    rest = quote_paths(rest)
     overrides, helpish = split_argv(rest)
     if not helpish:
         from jko_cli.precheck import check_overrides

@@ -81,6 +81,15 @@ def test_split_argv():
     assert cli.split_argv(["--help"])[1] and cli.split_argv(["--hydra-help", "a=1"]) == (["a=1"], True)
 
 
+def test_path_overrides_are_quoted_only_when_hydra_would_parse_them():
+    job = "outputs/reproduce/paper/alpha=5,dataset=moons,jko=constant/seed=0"
+    assert cli.quote_paths([f"run={job}", "n=10", "out=/tmp/s.npy", f"resume={job}", "dataset=moons,circles"]) == [
+        f"run='{job}'", "n=10", "out=/tmp/s.npy", f"resume='{job}'", "dataset=moons,circles"]
+    assert cli.quote_paths(["run='a=b'", 'out="x,y"', "resume=null", "+run=a b"]) == [
+        "run='a=b'", 'out="x,y"', "resume=null", "+run='a b'"]
+    assert cli.quote_paths(["run=it's=1"]) == ['run="it\'s=1"']
+
+
 def test_train_help_lists_groups_options_and_keys(jko_flow_exe, cli_env, tmp_path):
     proc = subprocess.run([jko_flow_exe, "train", "--help"], cwd=tmp_path, env=cli_env, capture_output=True,
                           text=True, timeout=120)

@@ -105,6 +105,19 @@ def test_sample_writes_array_and_plot(reference_run, tmp_path, jko_flow_exe, cli
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy", "s.png"]
 
 
+def test_sample_takes_a_sweep_job_directory_as_written(reference_run, tmp_path, jko_flow_exe, cli_env):
+    """Sweep job directories contain '=' and ',' (``alpha=5,dataset=moons/seed=0``): run= and out= name them
+    without the user quoting for Hydra."""
+    import shutil
+
+    job = tmp_path / "paper" / "alpha=5,dataset=moons,jko=constant" / "seed=0"
+    shutil.copytree(reference_run["run"], job)
+    out = job / "a=1,b" / "s.npy"
+    proc = run_cli(jko_flow_exe, cli_env, tmp_path, "sample", f"run={job}", "n=200", f"out={out}", "num_threads=1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert np.load(out).shape == (200, 2)
+
+
 @pytest.fixture
 def blocked_hydra(tmp_path, monkeypatch):
     """In-process ``cli.main``; Hydra must never start (the checks must refuse first)."""
