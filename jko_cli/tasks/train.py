@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from jko_cli import engine
 from jko_cli.config import to_train_config
+from jko_cli.run_lock import RunLock
 from jko_cli.tasks.common import hydra_run_dir, run_task
 from jko_cli.tasks.placement import hydra_job, place
 
@@ -19,7 +20,8 @@ def task(cfg: DictConfig) -> float:
     """One job of any launcher: place it (threads, GPU), train into its run directory, return nll_test.
 
     Sweep directories are stable, so a job that runs again (a requeue, a re-launched sweep) resumes from
-    its last.pt, or is skipped when finished (engine.train).
+    its last.pt, or is skipped when finished (engine.train); while one process trains into a directory, a
+    second is refused (run_lock).
     """
     run_dir = hydra_run_dir()
     train_cfg = run_task("train", run_dir, lambda: resolve(cfg), status=False)  # a refusal must not mark the run
@@ -27,7 +29,11 @@ def task(cfg: DictConfig) -> float:
     if job.launcher != "basic":
         log.info("%s launcher, job %d: %s thread(s), device %s", job.launcher, job.num,
                  train_cfg.trainer.num_threads or "default", train_cfg.trainer.device)
-    metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir, job))
+    lock = run_task("train", run_dir, lambda: RunLock.acquire(run_dir), status=False)  # not ours to mark
+    try:
+        metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir, job))
+    finally:
+        lock.release()
     return metrics["nll_test"]
 
 

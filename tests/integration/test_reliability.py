@@ -8,6 +8,7 @@ and timestamp keys aside. The runs are SMALL (tests/integration/cli_runs.py): ab
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -239,6 +240,20 @@ def test_persistent_faults_stop_with_exit_2(tmp_path, jko_flow_exe, cli_env):
     # the engine only checkpoints finite states: whatever last.pt holds still loads and is finite
     payload = load_checkpoint(last_ckpt(run_dir))
     assert all(torch.isfinite(v).all() for v in payload["model"].values())
+
+
+def test_a_run_being_trained_refuses_a_second_trainer(tmp_path, jko_flow_exe, cli_env):
+    """A re-launched sweep whose old workers still train must not write the same run in turn."""
+    from jko_cli.run_lock import RunLock
+
+    run_dir = tmp_path / "run"
+    held = RunLock.acquire(run_dir)
+    try:
+        proc = train_small(jko_flow_exe, cli_env, run_dir, check=False)
+    finally:
+        held.release()
+    assert_one_line_error(proc, str(run_dir), "another process", f"pid {os.getpid()}", code=2)
+    assert not (run_dir / "status.json").exists() and not (run_dir / "checkpoints").exists()
 
 
 @pytest.mark.slow
