@@ -29,6 +29,19 @@ struct Num<double> {
     static constexpr int MANT = 52, BIAS = 1023, EXP_DEG = 13, LOG_TERMS = 18;
 };
 
+// c[i] = 1 / i!, i = 0..D (the Taylor coefficients of exp), computed at compile time
+template <typename T, int D>
+struct InvFactorials {
+    T c[D + 1];
+    constexpr InvFactorials() : c() {
+        double f = 1.0;
+        for (int i = 0; i <= D; ++i) {
+            f *= i > 0 ? double(i) : 1.0;
+            c[i] = T(1.0 / f);
+        }
+    }
+};
+
 // exp(x) for x ≤ 0: x = n ln 2 + r, |r| ≤ ln2/2, exp(r) by its Taylor polynomial, 2^n from the bits.
 template <typename T>
 inline T exp_neg(T x) {
@@ -39,8 +52,9 @@ inline T exp_neg(T x) {
     const U kbits = __builtin_bit_cast(U, kf);
     const T k = kf - N::SHIFT;
     const T r = (x - k * T(0.693145751953125)) - k * T(1.4286068203094172321e-6);
-    T p = T(1);
-    for (int i = N::EXP_DEG; i >= 1; --i) p = T(1) + p * (r * T(1.0 / i));  // Horner on the Taylor series
+    constexpr InvFactorials<T, N::EXP_DEG> inv;
+    T p = inv.c[N::EXP_DEG];
+    for (int i = N::EXP_DEG - 1; i >= 0; --i) p = p * r + inv.c[i];  // Horner on the Taylor series: one FMA a term
     const U scale = (kbits - __builtin_bit_cast(U, N::SHIFT) + U(N::BIAS)) << N::MANT;
     return p * __builtin_bit_cast(T, scale);
 }
