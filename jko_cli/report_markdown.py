@@ -1,5 +1,6 @@
-"""The text of report.md: per data set, the alpha × method table (quality, K, Adam steps), the Adam-step budget,
-the spread over alpha; where K was chosen automatically, the comparison with fixed K (jko_cli/report_k.py)."""
+"""The text of report.md: every data set on one screen (spread across alpha, mmd_paper per alpha); per data
+set, the alpha × method table (quality, K, Adam steps), the Adam-step budget, the spread over alpha; where K
+was chosen automatically, the comparison with fixed K (jko_cli/report_k.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from pathlib import Path
 
 from jko_cli import report_k
-from jko_cli.report import Groups, Run, cell_stats, methods_of, noise_sd, runs_of, spread
+from jko_cli.report import Groups, Run, cell_stats, method_rank, methods_of, noise_sd, runs_of, spread
 
 TABLE_METRICS = (("mmd_paper", ".3g"), ("nll_test", ".4g"))  # (metric, format of its mean); lower is better
 DEFINITIONS = """\
@@ -113,6 +114,38 @@ def spread_lines(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
     return lines
 
 
+def overview_lines(groups: Groups) -> list[str]:
+    """Every data set on one screen: the spread across alpha of each method (the claim in one number per data
+    set), and mean ``mmd_paper`` per alpha with the methods side by side (the lowest in bold)."""
+    if not groups:
+        return []
+    methods = sorted({m for by_alpha in groups.values() for m in methods_of(by_alpha)}, key=method_rank)
+    alphas = sorted({a for by_alpha in groups.values() for a in by_alpha})
+    lines = ["## All data sets", "",
+             "Spread of mean `mmd_paper` across alpha (worst − best; in units of the data set's noise sd σ):", "",
+             "| data set | σ | floor | " + " | ".join(f"{m} spread | {m} / σ" for m in methods) + " |",
+             "|" + "---|" * (3 + 2 * len(methods))]
+    for ds, by_alpha in groups.items():
+        runs = runs_of(by_alpha)
+        sigma = noise_sd(runs)
+        row = [ds, f"{sigma:.2g}", f"{cell_stats(runs, 'mmd_paper_floor')[0]:.2g}"]
+        for m in methods:
+            s = spread(by_alpha, m)
+            row += ["—", "—"] if s is None else [f"{s['spread']:.2g}", f"{s['spread'] / sigma:.3g}"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Mean `mmd_paper` per alpha ({' / '.join(methods)}; **bold**: the lowest):", "",
+              "| data set | " + " | ".join(f"alpha = {a:g}" for a in alphas) + " |", "|" + "---|" * (1 + len(alphas))]
+    for ds, by_alpha in groups.items():
+        row = [ds]
+        for a in alphas:
+            means = {m: cell_stats(by_alpha.get(a, {}).get(m, []), "mmd_paper")[0] for m in methods}
+            best = _best(means)
+            row.append(" / ".join("—" if not math.isfinite(v) else (f"**{v:.2g}**" if m in best else f"{v:.2g}")
+                                  for m, v in means.items()))
+        lines.append("| " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
 def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) -> str:
     """The whole report.md."""
     grouped = sum(len(runs_of(by_alpha)) for by_alpha in groups.values())
@@ -124,6 +157,7 @@ def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) ->
         out += [f"Only in report.csv (no data set, alpha or method): {', '.join(lost)}", ""]
     out += [DEFINITIONS + report_k.DEFINITIONS,
             "Figures: " + (", ".join(f"`{f}`" for f in figures) or "none (nothing to plot)"), ""]
+    out += overview_lines(groups)
     out += report_k.summary_lines(groups)
     for ds, by_alpha in groups.items():
         out += [f"## {ds}", "", *table(by_alpha), "", adam_sentence(by_alpha), "",

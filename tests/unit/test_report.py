@@ -162,6 +162,27 @@ def test_spread_and_noise_sd_equal_a_hand_computation(sweep):
     assert "Noise floor `mmd_paper_floor`: mean -0.0001 over 8 runs" in md_section(text, "moons")
 
 
+def test_overview_has_every_data_set_with_its_spreads_and_means(sweep):
+    root, out, _, _ = sweep
+    groups = report.group_runs(report.find_runs(root))
+    overview = (out / "report.md").read_text().split("## All data sets\n", 1)[1].split("\n## ", 1)[0]
+    spreads, means = [[ln for ln in part.splitlines() if ln.startswith("| ")][1:]
+                      for part in overview.split("Mean `mmd_paper` per alpha")]
+    assert [r.split(" | ")[0].strip("| ") for r in spreads] == [r.split(" | ")[0].strip("| ") for r in means] == \
+        ["8gaussians", "moons"]
+    for row_s, row_m in zip(spreads, means, strict=True):
+        ds = row_s.split(" | ")[0].strip("| ")
+        sigma = report.noise_sd(report.runs_of(groups[ds]))
+        for method in SCHEDULE:
+            s = report.spread(groups[ds], method)["spread"]
+            assert f"| {s:.2g} | {s / sigma:.3g} |" in row_s
+        for alpha in (1.0, 5.0):
+            ot, jko = (statistics.mean(MMD[(ds, alpha, m)]) for m in ("OT-Flow", "JKO-Flow"))
+            low = min(ot, jko)
+            cell = " / ".join(f"**{v:.2g}**" if v == low else f"{v:.2g}" for v in (ot, jko))
+            assert f" {cell} " in row_m
+
+
 def test_figures_exist_with_the_expected_pixel_size(sweep):
     _, out, _, written = sweep
     # (rows, cols, inches per panel): 2 data sets; samples: 2 alphas × 2 methods; steps: mmd and nll_test
