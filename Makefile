@@ -14,6 +14,15 @@ BENCH_ARGS ?=
 RUN_DEPS  := $(if $(filter slurm%,$(LAUNCHER)),install-all,install)
 AUTO_ARGS ?=   # extra overrides for reproduce-auto, e.g. AUTO_ARGS=trainer.early_stop_every=25
 
+# The K = 5 arm of reproduce-auto is the same runs as reproduce's JKO-Flow (same config and seed): finished
+# ones are copied over, so the study trains only its new arms (not with AUTO_ARGS, which changes every arm).
+define REUSE_PAPER_K5
+@for s in $(subst $(comma), ,$(SEED_LIST)); do for d in outputs/reproduce/paper/*jko=constant/seed=$$s; do \
+	  [ -f "$$d/metrics.json" ] || continue; t="outputs/reproduce/auto/$${d#outputs/reproduce/paper/}"; \
+	  [ -e "$$t" ] || { mkdir -p "$$(dirname "$$t")" && cp -a "$$d" "$$t" && echo "reusing $$d"; }; done; done
+endef
+comma := ,
+
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev install-all test test-all lint demo bench reproduce reproduce-quick reproduce-auto reproduce-auto-quick beyond2d clean
 
@@ -67,6 +76,7 @@ reproduce-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + repo
 	$(BIN)/jko-flow report outputs/reproduce/quick
 
 reproduce-auto: $(RUN_DEPS)  ## choosing K: 8 sets x 5 alphas x {K=5, K auto, geometric + auto} (120 runs per seed) + report
+	$(if $(strip $(AUTO_ARGS)),,$(REUSE_PAPER_K5))
 	$(BIN)/jko-flow train -m sweep=auto hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS)
 	$(BIN)/jko-flow report outputs/reproduce/auto
 
