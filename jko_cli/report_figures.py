@@ -89,15 +89,22 @@ def samples_grid(path: Path, groups: Groups) -> bool:
         return False
     with figure(path, ncols=len(alphas) * len(methods), nrows=len(groups), size=GRID_PANEL) as (_, axes):
         for i, ds in enumerate(groups):
-            row = [x for (d, _, _), x in cells.items() if d == ds and x is not None and len(x)]
-            lim = plot_limit(*row) if row else 1.0
+            lim = row_limit([x for (d, _, _), x in cells.items() if d == ds and x is not None and len(x)])
             for j, (a, m) in enumerate((a, m) for a in alphas for m in methods):
                 x = cells[(ds, a, m)]
                 if x is None or len(x) == 0:
                     axes[i, j].axis("off")
-                else:
-                    _scatter(axes[i, j], x, f"{ds}, α={a:g}\n{m}", lim)
+                    continue
+                outside = float(np.mean(np.abs(x[:, :2]).max(axis=1) > lim))
+                note = f" ({outside:.0%} outside)" if outside >= 0.01 else ""
+                _scatter(axes[i, j], x, f"{ds}, α={a:g}\n{m}{note}", lim)
     return True
+
+
+def row_limit(arrays: list[np.ndarray]) -> float:
+    """One window for a row of panels: the median of the panels' own windows, so that one diverged run
+    (points at ±100 where the data live in ±4) does not shrink every other panel of its row to a dot."""
+    return float(np.median([plot_limit(x) for x in arrays])) if arrays else 1.0
 
 
 def _mean_curve(runs: list[Run], key: str) -> tuple[list[int], list[float]]:

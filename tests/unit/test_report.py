@@ -183,6 +183,17 @@ def test_overview_has_every_data_set_with_its_spreads_and_means(sweep):
             assert f" {cell} " in row_m
 
 
+def test_samples_grid_row_window_ignores_a_diverged_run():
+    from jko_cli.plotting import plot_limit
+    from jko_cli.report_figures import row_limit
+
+    rng = np.random.default_rng(0)
+    good = [rng.normal(size=(2000, 2)) for _ in range(9)]
+    lim = row_limit([*good, 100 * rng.normal(size=(2000, 2))])
+    assert min(map(plot_limit, good)) <= lim <= max(map(plot_limit, good))
+    assert plot_limit(*good, 100 * rng.normal(size=(2000, 2))) > 30 * lim  # what the row used to get
+
+
 def test_figures_exist_with_the_expected_pixel_size(sweep):
     _, out, _, written = sweep
     # (rows, cols, inches per panel): 2 data sets; samples: 2 alphas × 2 methods; steps: mmd and nll_test
