@@ -55,6 +55,19 @@ class Run:
     overrides: dict[str, str] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def commits(self) -> list[str]:
+        """The git commits (short) of every process that trained this run: the first, then each resume's;
+        a commit with uncommitted changes is marked "+dirty"; "?" where it was not recorded."""
+        records = [self.provenance, *(self.provenance.get("resumed") or [])] if self.provenance else []
+        out = []
+        for rec in records:
+            sha = rec.get("git_sha") if isinstance(rec, dict) else None
+            out.append((str(sha)[:7] if sha else "?") + ("+dirty" if isinstance(rec, dict) and rec.get("git_dirty")
+                                                         else ""))
+        return out
 
     def _config(self, dotted: str) -> Any:
         node: Any = self.config
@@ -146,9 +159,13 @@ def load_run(run_dir: Path, root: Path) -> Run | None:
         key, _, val = str(item).partition("=")
         overrides[key.lstrip("+")] = val
     config = _read_yaml(run_dir / ".hydra" / "config.yaml")
+    try:
+        prov = json.loads((run_dir / "provenance.json").read_text())
+    except (OSError, ValueError):
+        prov = {}
     rel = run_dir.relative_to(root).as_posix()
     return Run(rel, run_dir, overrides, config if isinstance(config, dict) else {},
-               metrics if isinstance(metrics, dict) else {})
+               metrics if isinstance(metrics, dict) else {}, prov if isinstance(prov, dict) else {})
 
 
 def find_runs(root: Path) -> list[Run]:

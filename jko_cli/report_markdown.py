@@ -146,12 +146,27 @@ def overview_lines(groups: Groups) -> list[str]:
     return [*lines, ""]
 
 
+def provenance_line(runs: list[Run]) -> str:
+    """Which code trained the runs (commits from provenance.json; a resumed run counts each commit it ran
+    at) and their summed wall time."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for sha in dict.fromkeys(run.commits):
+            counts[sha] = counts.get(sha, 0) + 1
+    walls = [w for w in (r.value("wall_s") for r in runs) if math.isfinite(w)]
+    code = ", ".join(f"{sha} ({_count(n, 'run')})" for sha, n in counts.items()) or "not recorded"
+    hours = sum(walls) / 3600
+    return (f"Code: {code}. Wall time summed over {_count(len(walls), 'run')}: {hours:.2f} h "
+            "(runs in parallel overlap; a resumed run counts the time of every process).")
+
+
 def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) -> str:
     """The whole report.md."""
     grouped = sum(len(runs_of(by_alpha)) for by_alpha in groups.values())
     out = [f"# Sweep report: {root}", "",
            f"{_count(len(runs), 'run')} found; {grouped} know their data set, alpha and method and are summarised "
-           "below. Every run, with every override and scalar metric, is in `report.csv`.", ""]
+           "below. Every run, with every override and scalar metric, is in `report.csv`.", "",
+           provenance_line(runs), ""]
     lost = [r.rel or "." for r in runs if None in (r.dataset, r.alpha, r.method)]
     if lost:
         out += [f"Only in report.csv (no data set, alpha or method): {', '.join(lost)}", ""]

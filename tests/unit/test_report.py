@@ -183,6 +183,20 @@ def test_overview_has_every_data_set_with_its_spreads_and_means(sweep):
             assert f" {cell} " in row_m
 
 
+def test_provenance_line_counts_commits_including_resumes(tmp_path):
+    for seed, prov in enumerate([{"git_sha": "a" * 40, "git_dirty": False},
+                                 {"git_sha": "a" * 40, "git_dirty": False,
+                                  "resumed": [{"git_sha": "b" * 40, "git_dirty": True}]}]):
+        run_dir = tmp_path / f"seed={seed}"
+        write_fake_run(run_dir, "moons", 1.0, "JKO-Flow", seed, 0.01, 1e-4, 60, samples=False)
+        (run_dir / "provenance.json").write_text(json.dumps(prov))
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        (run_dir / "metrics.json").write_text(json.dumps({**metrics, "wall_s": 1800.0 * (seed + 1)}))
+    report.write_report(tmp_path, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Code: aaaaaaa (2 runs), bbbbbbb+dirty (1 run). Wall time summed over 2 runs: 1.50 h" in text
+
+
 def test_samples_grid_row_window_ignores_a_diverged_run():
     from jko_cli.plotting import plot_limit
     from jko_cli.report_figures import row_limit
