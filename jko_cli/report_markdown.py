@@ -122,16 +122,22 @@ def overview_lines(groups: Groups) -> list[str]:
     methods = sorted({m for by_alpha in groups.values() for m in methods_of(by_alpha)}, key=method_rank)
     alphas = sorted({a for by_alpha in groups.values() for a in by_alpha})
     lines = ["## All data sets", "",
-             "Spread of mean `mmd_paper` across alpha (worst − best; in units of the data set's noise sd σ):", "",
-             "| data set | σ | floor | " + " | ".join(f"{m} spread | {m} / σ" for m in methods) + " |",
-             "|" + "---|" * (3 + 2 * len(methods))]
+             "Spread of mean `mmd_paper` across alpha (worst − best; in units of the data set's noise sd σ), and "
+             "how far each method's worst alpha is from the best mean of any method at any alpha (in σ):", "",
+             "| data set | σ | floor | " + " | ".join(f"{m} spread | {m} / σ" for m in methods) + " | "
+             + " | ".join(f"{m} worst − best of all / σ" for m in methods) + " |",
+             "|" + "---|" * (3 + 3 * len(methods))]
     for ds, by_alpha in groups.items():
         runs = runs_of(by_alpha)
         sigma = noise_sd(runs)
         row = [ds, f"{sigma:.2g}", f"{cell_stats(runs, 'mmd_paper_floor')[0]:.2g}"]
+        means = {m: [cell_stats(cell.get(m, []), "mmd_paper")[0] for cell in by_alpha.values()] for m in methods}
+        means = {m: [v for v in vs if math.isfinite(v)] for m, vs in means.items()}
+        best_all = min((v for vs in means.values() for v in vs), default=math.nan)
         for m in methods:
             s = spread(by_alpha, m)
             row += ["—", "—"] if s is None else [f"{s['spread']:.2g}", f"{s['spread'] / sigma:.3g}"]
+        row += [f"{(max(means[m]) - best_all) / sigma:.3g}" if means[m] else "—" for m in methods]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Mean `mmd_paper` per alpha ({' / '.join(methods)}; **bold**: the lowest):", "",
               "| data set | " + " | ".join(f"alpha = {a:g}" for a in alphas) + " |", "|" + "---|" * (1 + len(alphas))]

@@ -173,9 +173,12 @@ def test_overview_has_every_data_set_with_its_spreads_and_means(sweep):
     for row_s, row_m in zip(spreads, means, strict=True):
         ds = row_s.split(" | ")[0].strip("| ")
         sigma = report.noise_sd(report.runs_of(groups[ds]))
+        best_all = min(statistics.mean(v) for (d, _, _), v in MMD.items() if d == ds)
         for method in SCHEDULE:
             s = report.spread(groups[ds], method)["spread"]
             assert f"| {s:.2g} | {s / sigma:.3g} |" in row_s
+        worst = {m: max(statistics.mean(MMD[(ds, a, m)]) for a in (1.0, 5.0)) for m in SCHEDULE}
+        assert row_s.endswith(" | ".join(f"{(worst[m] - best_all) / sigma:.3g}" for m in SCHEDULE) + " |")
         for alpha in (1.0, 5.0):
             ot, jko = (statistics.mean(MMD[(ds, alpha, m)]) for m in ("OT-Flow", "JKO-Flow"))
             low = min(ot, jko)
