@@ -66,14 +66,6 @@ inline T lanes_sum(const T* __restrict x) {
     return s;
 }
 
-template <typename T, int B>
-inline T lanes_dot(const T* __restrict x, const T* __restrict y) {
-    T s = T(0);
-#pragma omp simd reduction(+ : s)
-    for (int b = 0; b < B; ++b) s += x[b] * y[b];
-    return s;
-}
-
 template <typename T>
 struct Net {
     int64_t d, m, nl;
