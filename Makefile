@@ -24,7 +24,7 @@ endef
 comma := ,
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-all test test-all lint demo bench reproduce reproduce-quick reproduce-auto reproduce-auto-quick beyond2d clean
+.PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick beyond2d clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,6 +92,12 @@ beyond2d: $(RUN_DEPS)  ## JKO-Flow vs OT-Flow (equal Adam steps) on gmm d=8, 32 
 bench: install  ## benchmark eager vs the fast paths → bench.json + table (DEVICE=cuda on a GPU)
 	$(BIN)/python -m jko_cli.bench --device $(DEVICE) $(BENCH_ARGS)
 
+check-gpu: install-dev  ## on a GPU machine (TORCH_SPEC=torch): the CUDA tests and make bench DEVICE=cuda, < 10 min
+	BIN=$(BIN) bash scripts/check_gpu.sh
+
+dist: install-dev  ## build the wheel into dist/ (configs and kernel sources inside; pip install dist/*.whl)
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation . -w dist
+
 clean:  ## remove caches and build files (keeps outputs/ and .venv)
-	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

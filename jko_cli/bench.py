@@ -78,8 +78,9 @@ def _time(fn, device: torch.device, warmup: int, repeats: int, budget_s: float) 
 
 def _adam_step(cfg: dict, fast: str, device, batch: int):
     """A closure running one Adam step of the subproblem loss on a random batch."""
-    from jko_cli.losses import subproblem_loss
+    from jko_cli.jko.objective import subproblem_loss
     from jko_cli.models.potential import Potential
+    from jko_cli.solvers import FixedStepSolver
 
     model = Potential(cfg["dim"], cfg["width"], DEPTH).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -87,7 +88,7 @@ def _adam_step(cfg: dict, fast: str, device, batch: int):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = subproblem_loss(model, x, 5.0, 1.0, N_STEPS, "rk4", fast)
+        loss, _ = subproblem_loss(model, x, 5.0, 1.0, FixedStepSolver("rk4", N_STEPS, fast))
         loss.backward()
         optimizer.step()
 
@@ -98,6 +99,7 @@ def _flow(cfg: dict, fast: str, device):
     """K toy blocks (random weights, perturbed so that each block moves the points)."""
     from jko_cli.jko.flow import ComposedFlow, frozen_copy
     from jko_cli.models.potential import Potential
+    from jko_cli.solvers import FixedStepSolver
 
     blocks = []
     for _ in range(K_BLOCKS):
@@ -106,7 +108,7 @@ def _flow(cfg: dict, fast: str, device):
             for p in block.parameters():
                 p.add_(0.3 * torch.randn_like(p))
         blocks.append(frozen_copy(block))
-    return ComposedFlow(blocks, EVAL_STEPS, "rk4", fast=fast)
+    return ComposedFlow(blocks, FixedStepSolver("rk4", EVAL_STEPS, fast))
 
 
 def _workload(name: str, cfg: dict, fast: str, device, batch: int):
@@ -158,11 +160,11 @@ def _matmul_gflops(device: torch.device) -> dict:
     return out
 
 
-def applies(name: str, path: str) -> bool:
-    """Whether a path is measured on a configuration (the fused kernel only on narrow networks)."""
-    from jko_cli.fast import WIDE
+def applies(name: str, path: str, device: str = "cpu") -> bool:
+    """Whether a path is measured on a configuration (the fused CPU kernel only on narrow networks, on the CPU)."""
+    from jko_cli.solvers.backends import WIDE
 
-    return not (path == "native" and CONFIGS[name]["width"] >= WIDE)
+    return not (path == "native" and (CONFIGS[name]["width"] >= WIDE or torch.device(device).type != "cpu"))
 
 
 def _spawn(name: str, path: str, args) -> dict:
@@ -196,7 +198,7 @@ def run_all(args) -> dict:
     matmul = _spawn("matmul", "eager", args).get("matmul", {})
     result: dict = {}
     for name in args.config:
-        result[name] = {path: _spawn(name, path, args) for path in args.paths if applies(name, path)}
+        result[name] = {path: _spawn(name, path, args) for path in args.paths if applies(name, path, args.device)}
     result["matmul_gflops"] = max(matmul.values()) if matmul else None
     result["machine"] = _machine(args, matmul, started)
     return result

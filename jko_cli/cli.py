@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from jko_cli.errors import print_error
+
 HELP_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-dir", "-cd",
                     "--experimental-rerun", "--config-path", "-cp"}
@@ -37,7 +37,7 @@ def _sample_task():
 
 
 def _report_main():
-    from jko_cli.report import main
+    from jko_cli.report.command import main
 
     return main
 
@@ -70,32 +70,8 @@ def usage() -> str:
 
 
 def fail(command: str, message: str, code: int = 2) -> int:
-    print(f"jko-flow {command}: error: {message}", file=sys.stderr)
+    print_error(command, message)
     return code
-
-
-def one_line(exc: BaseException) -> str:
-    """Flatten an exception (and the cause Hydra wraps) into one readable line."""
-    parts: list[str] = []
-    seen = exc
-    while seen is not None:
-        text = str(seen).strip()
-        if text and text not in parts:
-            parts.append(text)
-        seen = seen.__cause__
-    drop = ("object_type=", "reference_type=", "Set the environment variable", "Config search path", "provider=",
-            "To append to your config")
-    lines = [ln.strip() for p in parts for ln in p.splitlines() if ln.strip()]
-    out, listing = "", False
-    for ln in (ln for ln in lines if not ln.startswith(drop)):
-        if not out:
-            out = ln
-        elif out.endswith(":"):
-            out, listing = f"{out} {ln}", True
-        else:
-            out += (", " if listing and ":" not in ln and " " not in ln else "; ") + ln
-            listing = listing and ":" not in ln and " " not in ln
-    return out.replace(".;", ";").replace("\t", " ")
 
 
 PATH_KEYS = ("run", "out", "resume")  # overrides whose value is a file-system path
@@ -146,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     rest = quote_paths(rest)
     overrides, helpish = split_argv(rest)
     if not helpish:
-        from jko_cli.precheck import check_overrides
+        from jko_cli.config import conf_dir
+        from jko_cli.tasks.precheck import check_overrides
 
-        error = check_overrides(CONF_DIR, command, overrides)
+        error = check_overrides(conf_dir(), command, overrides)
         if error:
             return fail(command, error)
     return run_hydra(command, rest)
@@ -157,14 +134,14 @@ def main(argv: list[str] | None = None) -> int:
 def run_hydra(command: str, rest: list[str]) -> int:
     import hydra
 
-    from jko_cli.config import register_configs
+    from jko_cli.config import conf_dir, register_configs
 
     register_configs()
     task = SUBCOMMANDS[command][1]()
     sys.argv = [f"jko-flow {command}", *rest]
     logging.captureWarnings(True)
     try:
-        hydra.main(config_path=CONF_DIR, config_name=command, version_base="1.3")(task)()
+        hydra.main(config_path=conf_dir(), config_name=command, version_base="1.3")(task)()
     except ValueError as exc:  # Hydra's own flag conflicts (e.g. -m with --cfg) surface as ValueError
         if "can be specified" not in str(exc):
             raise

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, OmegaConf
 
+from jko_cli.data.registry import DATASETS, FIXED_DATASETS, SYNTHETIC_DATASETS
 from jko_cli.errors import UserError
+from jko_cli.solvers.backends import BACKENDS
+from jko_cli.solvers.methods import ADAPTIVE_METHODS, FIXED_METHODS
 
 
 class ConfigValueError(UserError, ValueError):
@@ -25,18 +29,12 @@ def _check(ok: bool, key: str, value: Any, rule: str) -> None:
         raise ConfigValueError(f"{key}={value!r}: {rule}")
 
 
-TOY_DATASETS = ("8gaussians", "checkerboard", "swissroll", "circles", "moons", "pinwheel", "2spirals", "rings")
-SYNTHETIC_DATASETS = ("gmm", "banana")  # exact density known: kl_true
-FIXED_DATASETS = ("power", "gas", "hepmass", "miniboone", "bsds300", "digits")  # published splits (MAF, sklearn)
-DATASETS = TOY_DATASETS + SYNTHETIC_DATASETS + FIXED_DATASETS
-SOLVERS = ("rk4", "euler")
-ADAPTIVE_SOLVERS = ("dopri5",)  # through torchdiffeq; evaluation and sampling only
+# The lists of choices come from the registries that implement them (one source of truth each).
 SCHEDULES = ("constant", "single", "geometric")  # step sizes: jko_cli/jko/schedule.py
 AUTO = "auto"  # jko.n_steps=auto: K chosen by the validation rule of jko_cli/jko/autostop.py
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64")  # names of torch dtypes (jko_cli/engine/runtime.py maps them)
 DEVICES = ("auto", "cpu", "cuda")  # trainer.device also takes cuda:N (the launcher's GPU round robin sets it)
 LOGGERS = ("none", "tensorboard", "mlflow")  # logger=…: see jko_cli/tracking/
-FAST_MODES = ("off", "adjoint", "compile", "native", "auto")  # trainer.fast: see jko_cli/fast.py
 
 
 @dataclass
@@ -99,8 +97,9 @@ class SolverConfig:
     atol: float = 1e-5
 
     def __post_init__(self):
-        _check(self.method in SOLVERS, "solver.method", self.method,
-               f"allowed for training: {', '.join(SOLVERS)} ({', '.join(ADAPTIVE_SOLVERS)} is for evaluate/sample)")
+        _check(self.method in FIXED_METHODS, "solver.method", self.method,
+               f"allowed for training: {', '.join(FIXED_METHODS)} "
+               f"({', '.join(ADAPTIVE_METHODS)} is for evaluate/sample)")
         _check(self.n_steps >= 1, "solver.n_steps", self.n_steps, "must be >= 1")
         _check(self.n_steps_eval >= 1, "solver.n_steps_eval", self.n_steps_eval, "must be >= 1")
 
@@ -170,7 +169,7 @@ class TrainerConfig:
     fault_lr_factor: float = 0.5  # after a non-finite epoch: roll back, learning rate × this, retry
     max_faults: int = 5  # consecutive non-finite epochs before the run stops
     inject_nan_at: int = 0  # fault injection for tests: Adam step n (1-based, whole run) gets a NaN loss; 0 = off
-    fast: str = "auto"  # integration: off (autograd) | adjoint (closed-form) | compile | native (fused C++) | auto
+    fast: str = "auto"  # integration backend (jko_cli/solvers/backends): off | adjoint | compile | native | auto
 
     def __post_init__(self):
         for key in ("epochs_per_step", "batch_size", "eval_samples", "mmd_draws", "step_eval_samples"):
@@ -190,7 +189,7 @@ class TrainerConfig:
                self.device, f"allowed: {', '.join(DEVICES)}, cuda:N")
         _check(self.dtype in DTYPES, "trainer.dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
         _check(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "must be >= 0 (0 = default)")
-        _check(self.fast in FAST_MODES, "trainer.fast", self.fast, f"allowed: {', '.join(FAST_MODES)}")
+        _check(self.fast in BACKENDS, "trainer.fast", self.fast, f"allowed: {', '.join(BACKENDS)}")
 
 
 @dataclass
@@ -237,7 +236,7 @@ class EvalSolverConfig:
     atol: float = 1e-5
 
     def __post_init__(self):
-        allowed = SOLVERS + ADAPTIVE_SOLVERS
+        allowed = FIXED_METHODS + ADAPTIVE_METHODS
         _check(self.method is None or self.method in allowed, "solver.method", self.method,
                f"allowed: {', '.join(allowed)}")
         _check(self.n_steps_eval is None or self.n_steps_eval >= 1, "solver.n_steps_eval", self.n_steps_eval,
@@ -279,6 +278,16 @@ class SampleConfig:
         _check(self.n >= 1, "n", self.n, "must be >= 1")
         _check(self.step is None or self.step >= 1, "step", self.step, "must be >= 1 (or null for all)")
         _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
+
+
+def conf_dir() -> str:
+    """The config directory: ``jko_cli/conf``, a link to the repo's top-level ``conf/`` that a wheel carries as
+    files (pyproject.toml); an editable install may resolve the link itself, so ``../conf`` is tried too."""
+    here = Path(__file__).resolve().parent
+    for d in (here / "conf", here.parent / "conf"):
+        if (d / "train.yaml").is_file():
+            return str(d)
+    raise RuntimeError(f"jko-flow's config directory is missing: neither {here / 'conf'} nor {here.parent / 'conf'}")
 
 
 # Used by conf/train.yaml: `resume=DIR` runs (and logs) in DIR, and keeps the run's own .hydra/ intact.

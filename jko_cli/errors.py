@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 
 
 class UserError(Exception):
@@ -39,3 +40,32 @@ def as_user_error(exc: BaseException) -> UserError | None:
         where = f"{exc.filename}: " if exc.filename else ""
         return UserError(f"{where}{OS_ERRNOS[exc.errno]} ({exc.strerror})")
     return None
+
+
+def print_error(command: str, message: str) -> None:
+    """The one way a user error reaches the terminal: ``jko-flow <command>: error: <message>`` on stderr."""
+    print(f"jko-flow {command}: error: {message}", file=sys.stderr)
+
+
+def one_line(exc: BaseException) -> str:
+    """Flatten an exception (and the cause Hydra wraps) into one readable line."""
+    parts: list[str] = []
+    seen = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text and text not in parts:
+            parts.append(text)
+        seen = seen.__cause__
+    drop = ("object_type=", "reference_type=", "Set the environment variable", "Config search path", "provider=",
+            "To append to your config")
+    lines = [ln.strip() for p in parts for ln in p.splitlines() if ln.strip()]
+    out, listing = "", False
+    for ln in (ln for ln in lines if not ln.startswith(drop)):
+        if not out:
+            out = ln
+        elif out.endswith(":"):
+            out, listing = f"{out} {ln}", True
+        else:
+            out += (", " if listing and ":" not in ln and " " not in ln else "; ") + ln
+            listing = listing and ":" not in ln and " " not in ln
+    return out.replace(".;", ";").replace("\t", " ")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import torch
 
-from jko_cli import native
 from jko_cli.jko.flow import ComposedFlow
+from jko_cli.solvers.backends import native
 
 BANDWIDTH_FACTORS = (0.5, 1.0, 2.0)
 MEDIAN_POINTS = 2000  # points used to estimate the median pairwise distance

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jko_cli.data.maf import MAF_FILES, MAF_SETS, resolve_root
-from jko_cli.errors import UserError
+from jko_cli.errors import UserError, print_error
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,10 @@ def main(argv: list[str]) -> int:
     try:
         paths = download(names, args.root, args.record, args.delete_archive)
     except UserError as exc:
-        print(f"jko-flow data: error: {exc}", file=sys.stderr)
+        print_error("data", str(exc))
         return 1
     except OSError as exc:
-        print(f"jko-flow data: error: {exc.filename or root}: {exc.strerror or exc}", file=sys.stderr)
+        print_error("data", f"{exc.filename or root}: {exc.strerror or exc}")
         return 1
     print(f"data: {', '.join(names)} ready in {root} ({len(paths)} file(s))")
     return 0

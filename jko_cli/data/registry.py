@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
 LogDensity = Callable[[np.ndarray], np.ndarray]
-FIXED_SETS = (*MAF_SETS, "digits")
+# The data-set names, by kind: the one list the config schema validates against (jko_cli/config.py)
+TOY_DATASETS = tuple(TOY_SETS)  # FFJORD's 2-D toys
+SYNTHETIC_DATASETS = SYNTHETIC_SETS  # exact density known: kl_true
+FIXED_DATASETS = (*MAF_SETS, "digits")  # published splits (MAF, sklearn)
+DATASETS = TOY_DATASETS + SYNTHETIC_DATASETS + FIXED_DATASETS
 
 
 class UnknownDataset(UserError, ValueError):
@@ -73,7 +77,8 @@ class DataSplits:
 
 
 def dataset_names() -> list[str]:
-    return [*sorted(TOY_SETS), *SYNTHETIC_SETS, *FIXED_SETS]
+    """Every data-set name, the toys sorted (for listings)."""
+    return [*sorted(TOY_DATASETS), *SYNTHETIC_DATASETS, *FIXED_DATASETS]
 
 
 def _streams(seed: int) -> list[np.random.Generator]:

@@ -32,22 +32,22 @@ import math
 import torch
 
 from jko_cli.models.potential import gaussian_log_prob
-from jko_cli.ode.dynamics import flow_forward
+from jko_cli.solvers import FixedStepSolver
 
 STOP_GAIN = "gain within noise"  # the reasons a run's outer loop ended (metrics.json: jko_stop_reason)
 STOP_MAX = "max_steps"
 STOP_FIXED = "fixed K"
 
 
-def validation_fit(block, x_prev: torch.Tensor, logdet_prev: torch.Tensor, n_steps: int, method: str,
-                   fast: str) -> tuple[dict, torch.Tensor]:
+def validation_fit(block, x_prev: torch.Tensor, logdet_prev: torch.Tensor,
+                   solver: FixedStepSolver) -> tuple[dict, torch.Tensor]:
     """The validation NLL before and after block k, its gain and standard error (module docstring).
 
     x_prev (n, d): validation points pushed through blocks 1..k−1; logdet_prev (n,): their A^(k−1).
     Returns ({nll_val, nll_val_se, val_gain}, A^(k) (n,)), computed in float64 from the block's forward map.
     """
     with torch.inference_mode():
-        z, ld, _, _ = flow_forward(block, x_prev, n_steps, method, fast)
+        z, ld = solver.forward(block, x_prev)
         logdet = logdet_prev + ld
         nll_prev = -(gaussian_log_prob(x_prev.double()) + logdet_prev.double())
         nll = -(gaussian_log_prob(z.double()) + logdet.double())

@@ -7,8 +7,7 @@ import copy
 import torch
 
 from jko_cli.models.potential import Potential, gaussian_log_prob
-from jko_cli.ode.adaptive import ADAPTIVE_METHODS, adaptive_forward, adaptive_inverse
-from jko_cli.ode.dynamics import flow_forward, flow_inverse
+from jko_cli.solvers import Solver
 
 CHUNK = 20_000  # points per integration call: bounds memory for large evaluations
 
@@ -29,36 +28,28 @@ def _chunked(fn, x: torch.Tensor, chunk: int = CHUNK):
 
 
 class ComposedFlow:
-    """x ↦ z = T_K(… T_1(x)) with blocks T_k integrated by ``method`` with ``n_steps`` each.
+    """x ↦ z = T_K(… T_1(x)), each block T_k integrated by ``solver`` (:class:`~jko_cli.solvers.Solver`).
 
     log p̂(x) = log N(T(x); 0, I) + Σ_k ℓ_k(x_{k−1});  sampling inverts the blocks from K down to 1.
-    ``fast`` picks the implementation of the fixed-step solvers (:mod:`jko_cli.fast`; same numbers);
-    adaptive methods (dopri5) use ``rtol``/``atol`` instead of ``n_steps``.
     """
 
-    def __init__(self, blocks: list[Potential], n_steps: int, method: str = "rk4", fast: str = "off",
-                 rtol: float = 1e-5, atol: float = 1e-5):
-        self.blocks, self.n_steps, self.method, self.fast = list(blocks), n_steps, method, fast
-        self.rtol, self.atol = rtol, atol
+    def __init__(self, blocks: list[Potential], solver: Solver):
+        self.blocks, self.solver = list(blocks), solver
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def truncated(self, k: int) -> ComposedFlow:
         """The flow made of the first k blocks."""
-        return self.with_steps(self.n_steps, self.blocks[:k])
+        return ComposedFlow(self.blocks[:k], self.solver)
 
-    def with_steps(self, n_steps: int, blocks: list[Potential] | None = None) -> ComposedFlow:
-        """The same flow (same solver settings) integrated with ``n_steps`` steps per block."""
-        return ComposedFlow(self.blocks if blocks is None else blocks, n_steps, self.method, self.fast, self.rtol,
-                            self.atol)
+    def refined(self) -> ComposedFlow:
+        """The same blocks integrated by the refined solver (twice the steps of a fixed-step method)."""
+        return ComposedFlow(self.blocks, self.solver.refined())
 
     def forward_block(self, k: int, x: torch.Tensor):
         """Block k (0-based): x (N, d) → (T_k(x), ℓ_k(x))."""
-        if self.method in ADAPTIVE_METHODS:
-            return adaptive_forward(self.blocks[k], x, self.method, self.rtol, self.atol)
-        z, logdet, _, _ = flow_forward(self.blocks[k], x, self.n_steps, self.method, self.fast)
-        return z, logdet
+        return self.solver.forward(self.blocks[k], x)
 
     def forward(self, x: torch.Tensor):
         """x (N, d) → (z (N, d), log|det ∂z/∂x| (N,))."""
@@ -74,9 +65,7 @@ class ComposedFlow:
 
     def inverse_block(self, k: int, z: torch.Tensor) -> torch.Tensor:
         """Block k (0-based) inverted: z (N, d) → T_k⁻¹(z)."""
-        if self.method in ADAPTIVE_METHODS:
-            return adaptive_inverse(self.blocks[k], z, self.method, self.rtol, self.atol)
-        return flow_inverse(self.blocks[k], z, self.n_steps, self.method, self.fast)
+        return self.solver.inverse(self.blocks[k], z)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """z (N, d) → x (N, d), integrating each block backward in time, last block first."""

@@ -22,8 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from jko_cli.errors import UserError
-from jko_cli.losses import subproblem_loss
+from jko_cli.jko.objective import subproblem_loss
 from jko_cli.models.potential import Potential
+from jko_cli.solvers import FixedStepSolver
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,7 @@ class SubproblemSpec:
 
     alpha: float
     alpha_R: float
-    n_steps: int
-    method: str
+    solver: FixedStepSolver  # integrates the block's ODE (solver.method, n_steps, backend)
     epochs: int
     batch_size: int
     max_adam_steps: int | None = None  # cap on Adam steps (may stop mid-epoch)
@@ -48,7 +48,6 @@ class SubproblemSpec:
     inject_nan_at: int = 0  # test hook: the loss of this Adam step (1-based, this subproblem) is NaN; 0 = off
     progress: bool = True
     desc: str = ""
-    fast: str = "off"  # implementation of the integration (trainer.fast; jko_cli.fast)
     early_stop_every: int = 0  # epochs between validation checks; 0 = no early stopping
     early_stop_patience: int = 5  # checks in a row without improvement before the subproblem ends
     early_stop_min_delta: float = 0.0  # an improvement must exceed this (units of hooks.validate's value)
@@ -162,8 +161,7 @@ def _run_epoch(model, optimizer, x, spec: SubproblemSpec, generator, p: Progress
         start = time.perf_counter()
         batch = x[p.perm[p.batch * bs : (p.batch + 1) * bs]]
         optimizer.zero_grad(set_to_none=True)
-        loss, (L, C, R) = subproblem_loss(model, batch, spec.alpha, spec.alpha_R, spec.n_steps, spec.method,
-                                              spec.fast)
+        loss, (L, C, R) = subproblem_loss(model, batch, spec.alpha, spec.alpha_R, spec.solver)
         if spec.inject_nan_at == p.adam_steps + 1 and not p.injected:
             loss, p.injected = loss * float("nan"), True
         loss.backward()

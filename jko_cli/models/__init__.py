@@ -1,7 +1,13 @@
 """Model registry: ``build_model(cfg.model, dim)``."""
 
-from jko_cli.config import ModelConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from jko_cli.models.potential import Potential
+
+if TYPE_CHECKING:
+    from jko_cli.config import ModelConfig
 
 
 def build_model(cfg: ModelConfig, dim: int) -> Potential:

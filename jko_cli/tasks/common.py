@@ -7,9 +7,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from jko_cli.checkpoint import save_json
 from jko_cli.errors import as_user_error
-from jko_cli.signals import StopRequested, preemption_signal
+from jko_cli.run.files import save_json
+from jko_cli.run.signals import StopRequested, preemption_signal
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from jko_cli.config import to_object
-from jko_cli.evaluation import evaluate_run, sample_run, timestamp
+from jko_cli.engine.evaluation import evaluate_run, sample_run, timestamp
 from jko_cli.tasks.common import run_task
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Where a Hydra launcher put this job: threads per job and the GPU round robin (Hydra glue).
 
 The engine gets plain values: ``trainer.num_threads`` / ``trainer.device`` set on the typed config (unless
-the user set them) and a :class:`~jko_cli.runtime.JobInfo` for provenance.json.
+the user set them) and a :class:`~jko_cli.engine.runtime.JobInfo` for provenance.json.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from jko_cli.config import TrainConfig
-from jko_cli.runtime import JobInfo, job_device
+from jko_cli.engine.runtime import JobInfo, job_device
 
 # a substring of the launcher's _target_ → its name in provenance.json
 LAUNCHERS = (("joblib", "joblib"), ("submitit_launcher.LocalLauncher", "submitit_local"),

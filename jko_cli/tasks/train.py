@@ -7,9 +7,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from jko_cli import engine
 from jko_cli.config import to_train_config
-from jko_cli.run_lock import RunLock
+from jko_cli.engine import training as engine
+from jko_cli.run.lock import RunLock
 from jko_cli.tasks.common import hydra_run_dir, run_task
 from jko_cli.tasks.placement import hydra_job, place
 
@@ -41,9 +41,9 @@ def resolve(cfg: DictConfig):
     """The validated TrainConfig; with ``resume=DIR``, the run's stored config (safe keys from the command line)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from jko_cli.checkpoint import load_checkpoint
-    from jko_cli.jko.state import resume_config, stored_config
-    from jko_cli.runs import check_resumable
+    from jko_cli.run.checkpoint import load_checkpoint
+    from jko_cli.run.finished import check_resumable
+    from jko_cli.run.resume import resume_config, stored_config
 
     current = to_train_config(cfg)
     if current.resume is None:

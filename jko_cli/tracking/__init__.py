@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jko_cli.config import LoggerConfig, TrainConfig
 from jko_cli.errors import UserError
-from jko_cli.signals import StopRequested
+from jko_cli.run.signals import StopRequested
 from jko_cli.tracking.base import Tracker
 
 __all__ = ["Tracker", "build_tracker", "check_available", "open_tracker"]

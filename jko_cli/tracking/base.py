@@ -21,7 +21,7 @@ import torch
 
 from jko_cli.config import TrainConfig
 from jko_cli.jko.loop import Hooks, Progress
-from jko_cli.signals import StopRequested
+from jko_cli.run.signals import StopRequested
 
 log = logging.getLogger(__name__)
 ADAM_KEYS = ("loss", "L", "C", "R")  # the order of Progress.sums
@@ -118,10 +118,11 @@ class Tracker:
     def _samples_png(self, k: int, blocks: list) -> bytes:
         from jko_cli.jko.flow import ComposedFlow
         from jko_cli.plotting import samples_vs_data
+        from jko_cli.solvers import evaluation_solver
 
         cfg = self.cfg
         n = min(IMAGE_POINTS, cfg.trainer.step_eval_samples)
-        flow = ComposedFlow(blocks, cfg.solver.n_steps_eval, cfg.solver.method, cfg.trainer.fast)
+        flow = ComposedFlow(blocks, evaluation_solver(cfg))
         with torch.inference_mode():
             gen = flow.sample(n, torch.Generator().manual_seed(cfg.seed + k)).cpu().double().numpy()
         buf = io.BytesIO()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from jko_cli.checkpoint import save_json
 from jko_cli.config import TrainConfig
 from jko_cli.errors import UserError
+from jko_cli.run.files import save_json
 from jko_cli.tracking.base import Tracker
 
 log = logging.getLogger(__name__)

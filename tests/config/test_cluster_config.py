@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from jko_cli.config import ConfigValueError, LoggerConfig, register_configs, to_train_config
 from jko_cli.errors import UserError
-from jko_cli.precheck import check_overrides
+from jko_cli.tasks.precheck import check_overrides
 from jko_cli.tracking import check_available
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

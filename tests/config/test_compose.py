@@ -32,7 +32,7 @@ def _trains_with(group: str, option: str) -> bool:
     """Solver presets that are documented as evaluate/sample-only (adaptive) are refused by train."""
     if group != "solver":
         return True
-    return OmegaConf.load(CONF / group / f"{option}.yaml").get("method") in C.SOLVERS
+    return OmegaConf.load(CONF / group / f"{option}.yaml").get("method") in C.FIXED_METHODS
 
 
 def test_discovered_every_group():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_runs import load_json, train_small
+from helpers.cli_runs import load_json, train_small
 
 
 @pytest.fixture(scope="session")

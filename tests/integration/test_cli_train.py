@@ -114,6 +114,7 @@ def test_checkpoint_reproduces_nll_test(smoke):
     from jko_cli.jko.flow import ComposedFlow
     from jko_cli.metrics import nll
     from jko_cli.models import build_model
+    from jko_cli.solvers import FixedStepSolver
 
     payload = torch.load(smoke["run"] / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     cfg = from_yaml(payload["config"])
@@ -125,7 +126,7 @@ def test_checkpoint_reproduces_nll_test(smoke):
         block.load_state_dict(state)
         blocks.append(block)
     data = load_dataset(cfg.dataset.name, cfg.dataset.n_train, cfg.dataset.n_val, cfg.dataset.n_test, cfg.seed)
-    flow = ComposedFlow(blocks, cfg.solver.n_steps_eval, cfg.solver.method)
+    flow = ComposedFlow(blocks, FixedStepSolver(cfg.solver.method, cfg.solver.n_steps_eval))
     value = nll(flow, torch.as_tensor(data.test, dtype=dtype))
     assert value == pytest.approx(smoke["metrics"]["nll_test"], rel=1e-4)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from maf_fakes import build_archive, write_miniboone, write_power
+from helpers.maf_fakes import build_archive, write_miniboone, write_power
 
 from jko_cli.data import download as D
 from jko_cli.data.registry import load_dataset

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runs import (
+from helpers.cli_runs import (
     SMALL_DRAWS,
     SMALL_EVAL_SAMPLES,
     SMALL_K,

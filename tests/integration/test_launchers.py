@@ -9,7 +9,7 @@ import signal
 import subprocess
 
 import pytest
-from cli_runs import TIMEOUT, jsonl_of, load_json, metrics_of, run_cli, wait_until
+from helpers.cli_runs import TIMEOUT, jsonl_of, load_json, metrics_of, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import (
+from helpers.cli_runs import (
     ADAM_STEPS_PER_JKO_STEP,
     SMALL,
     SMALL_K,
@@ -34,7 +34,7 @@ from cli_runs import (
 )
 
 from jko_cli import cli
-from jko_cli.checkpoint import FORMAT, load_checkpoint
+from jko_cli.run.checkpoint import FORMAT, load_checkpoint
 
 FINAL_KEYS = ["nll_test", "nll_test_2x", "mmd_paper", "mmd_paper_se", "mmd_paper_floor", "mmd", "inverse_error"]
 
@@ -244,7 +244,7 @@ def test_persistent_faults_stop_with_exit_2(tmp_path, jko_flow_exe, cli_env):
 
 def test_a_run_being_trained_refuses_a_second_trainer(tmp_path, jko_flow_exe, cli_env):
     """A re-launched sweep whose old workers still train must not write the same run in turn."""
-    from jko_cli.run_lock import RunLock
+    from jko_cli.run.lock import RunLock
 
     run_dir = tmp_path / "run"
     held = RunLock.acquire(run_dir)

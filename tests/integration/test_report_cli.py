@@ -13,7 +13,7 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "unit" / "data" / "smoke_run"
+TEMPLATE = Path(__file__).resolve().parents[1] / "helpers" / "smoke_run"
 DPI = 110  # jko_cli.plotting.figure saves at 110 dpi
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_runs import file_states, load_json, run_cli
+from helpers.cli_runs import file_states, load_json, run_cli
 
 SWEEP = ["-m", "trainer=smoke", "trainer.num_threads=1", "trainer.plots=false", "trainer.epochs_per_step=1",
          "trainer.batch_size=250", "dataset.n_train=1000", "dataset.n_val=1000", "dataset.n_test=1000",

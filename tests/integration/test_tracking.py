@@ -14,9 +14,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from jko_cli import engine
 from jko_cli.config import register_configs, to_train_config
-from jko_cli.signals import StopRequested
+from jko_cli.engine import training as engine
+from jko_cli.run.signals import StopRequested
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TINY = ["trainer=smoke", "trainer.num_threads=1", "trainer.plots=false", "trainer.epochs_per_step=2",

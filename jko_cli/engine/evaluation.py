@@ -1,0 +1,139 @@
+"""Metrics of a composed flow against held-out data, as DESIGN.md §3 defines them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jko_cli import metrics as M
+from jko_cli.config import ConfigValueError
+from jko_cli.data.registry import DataSplits
+from jko_cli.engine.runtime import Runtime
+from jko_cli.jko.flow import ComposedFlow
+from jko_cli.solvers import build_solver
+
+log = logging.getLogger(__name__)
+INVERSE_POINTS = 2000
+
+
+def final_metrics(flow: ComposedFlow, data: DataSplits, rt: Runtime, n_samples: int, draws: int,
+                  generator: torch.Generator) -> tuple[dict, np.ndarray]:
+    """nll_test (+ at 2× steps), mmd_paper mean ± se over draws with its floor, mmd, inverse_error.
+
+    Returns (metrics, generated samples of the first draw).
+    """
+    test = rt.tensor(data.test)
+    out = {"nll_test": M.nll(flow, test), "nll_test_2x": M.nll(flow.refined(), test), "n_test": len(data.test),
+           "n_steps_eval": flow.solver.n_steps}
+    paper, floor, first = [], [], None
+    for _i in range(draws):
+        with torch.inference_mode():
+            gen = flow.sample(n_samples, generator).cpu()
+        ref = torch.as_tensor(data.fresh(n_samples))
+        paper.append(M.mmd_paper(gen, ref))
+        floor.append(M.mmd_paper(*(torch.as_tensor(a) for a in data.fresh_pair(n_samples))))
+        if first is None:
+            first, first_ref = gen, ref
+    out["mmd_paper"], out["mmd_paper_se"] = M.mean_se(paper)
+    out["mmd_paper_floor"], out["mmd_paper_floor_se"] = M.mean_se(floor)
+    out["mmd_paper_draws"] = draws
+    out["mmd_paper_samples"] = n_samples
+    median = M.median_distance(first_ref)
+    out["mmd"] = M.mmd_median(first, first_ref, median)
+    out["mmd_kernel"] = M.mmd_kernel_description(median)
+    out["inverse_error"] = M.inverse_error(flow, test[:INVERSE_POINTS])
+    if data.log_density is not None:
+        x = data.fresh(n_samples)
+        with torch.inference_mode():
+            log_q = flow.log_prob(rt.tensor(x)).double().cpu().numpy()
+        out["kl_true"], out["kl_true_se"] = M.kl_true(data.log_density(x), log_q)
+        out["kl_true_note"] = f"Monte Carlo over {len(x)} fresh samples of the true density; kl_true_se = its s.e."
+    if data.dim > 8:
+        out["mmd_paper_note"] = "exp(-|x-y|^2) is near-degenerate in high dimension; read `mmd` instead"
+    return out, first.numpy()
+
+
+def timestamp() -> str:
+    """Local time with microseconds, so two files written in the same second never collide."""
+    from datetime import datetime
+
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+
+
+def w2_exact(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact 2-Wasserstein distance between two equal-weight point clouds (POT's network simplex)."""
+    import ot
+
+    cost = ot.dist(x, y, metric="sqeuclidean")
+    a, b = np.full(len(x), 1.0 / len(x)), np.full(len(y), 1.0 / len(y))
+    return float(np.sqrt(ot.emd2(a, b, cost, numItermax=10_000_000)))
+
+
+def _flow_for(run, solver, step: int | None, rt: Runtime) -> ComposedFlow:
+    """The run's composed flow (first ``step`` blocks) on rt's device, with the solver overrides applied."""
+    if step is not None and step > len(run.blocks):
+        raise ConfigValueError(f"step={step}: the run has {len(run.blocks)} JKO steps; allowed: 1..{len(run.blocks)}")
+    blocks = [b.to(rt.device, rt.dtype) for b in run.blocks[: step or len(run.blocks)]]
+    return ComposedFlow(blocks, build_solver(solver.method or run.cfg.solver.method,
+                                             solver.n_steps_eval or run.cfg.solver.n_steps_eval,
+                                             run.cfg.trainer.fast, solver.rtol, solver.atol))
+
+
+def _runtime(cfg, run) -> Runtime:
+    from jko_cli.config import TrainerConfig
+    from jko_cli.engine.runtime import setup
+
+    trainer = TrainerConfig(device=cfg.device, dtype=run.cfg.trainer.dtype, num_threads=cfg.num_threads)
+    return setup(trainer, run.cfg.seed)
+
+
+def evaluate_run(cfg, run_dir: Path) -> dict:
+    """Every metric of DESIGN.md §3 for a finished run, into run_dir/eval_<stamp>.json (never metrics.json)."""
+    from jko_cli.data.registry import load_dataset_cfg
+    from jko_cli.run.files import save_json
+    from jko_cli.run.finished import load_run
+
+    run = load_run(run_dir)
+    rt = _runtime(cfg, run)
+    flow = _flow_for(run, cfg.solver, cfg.step, rt)
+    data = load_dataset_cfg(run.cfg.dataset, run.cfg.seed)
+    seed = run.cfg.seed if cfg.seed is None else cfg.seed
+    gen = torch.Generator().manual_seed(seed + 10_000)  # the generator train() uses for its final metrics
+    start = time.perf_counter()
+    out, samples = final_metrics(flow, data, rt, cfg.n_samples, cfg.draws, gen)
+    if data.dim == 2:
+        n = min(cfg.w2_points, len(samples))
+        out["w2"] = w2_exact(samples[:n].astype(np.float64), data.fresh(n))
+        out["w2_points"] = n
+    out.update(run=str(run_dir), step=len(flow), solver=flow.solver.method, seed=seed,
+               wall_s=round(time.perf_counter() - start, 3))
+    path = Path(run_dir) / f"eval_{timestamp()}.json"
+    save_json(path, out)
+    log.info("evaluate %s (step %d, %s): nll_test=%.4f (2x %.4f), mmd_paper=%.3g ± %.1g, mmd=%.3g%s → %s",
+             run_dir, len(flow), flow.solver.describe(), out["nll_test"], out["nll_test_2x"], out["mmd_paper"],
+             out["mmd_paper_se"], out["mmd"], f", w2={out['w2']:.4f}" if "w2" in out else "", path)
+    return out
+
+
+def sample_run(cfg, run_dir: Path, out: Path) -> np.ndarray:
+    """cfg.n samples of a finished run's flow → out (.npy) and a plot beside it (out with .png)."""
+    from jko_cli import plotting
+    from jko_cli.data.registry import load_dataset_cfg
+    from jko_cli.run.finished import load_run
+
+    run = load_run(run_dir)
+    rt = _runtime(cfg, run)
+    flow = _flow_for(run, cfg.solver, cfg.step, rt)
+    with torch.inference_mode():
+        x = flow.sample(cfg.n, torch.Generator().manual_seed(cfg.seed)).cpu().numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, x)
+    d = run.cfg.dataset
+    data = load_dataset_cfg(d, run.cfg.seed)
+    plotting.samples_vs_data(out.with_suffix(".png"), data.test, x, f"{d.name}: {cfg.n} samples, K={len(flow)}")
+    log.info("wrote %d samples to %s (plot %s)", cfg.n, out, out.with_suffix(".png"))
+    return x

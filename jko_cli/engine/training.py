@@ -1,0 +1,266 @@
+"""The training engine: ``train(cfg, run_dir) -> metrics``. No Hydra here; every write goes under run_dir.
+
+The outer loop (DESIGN.md §2) reads top to bottom: solve subproblem k (step size alpha_k of jko.schedule),
+freeze block k, push the samples through it, measure, decide whether to go on (K fixed, or jko.n_steps=auto:
+jko_cli/jko/autostop.py), checkpoint, repeat; then the metrics of the composed flow and the plots.
+A run directory that already holds ``checkpoints/last.pt`` is continued exactly where it stopped; one
+that holds a finished run is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jko_cli import metrics as M
+from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
+from jko_cli.data.registry import DataSplits, load_dataset_cfg
+from jko_cli.engine.evaluation import final_metrics
+from jko_cli.engine.plots import make_plots
+from jko_cli.engine.runtime import JobInfo, Runtime, provenance, setup
+from jko_cli.jko import autostop, schedule
+from jko_cli.jko.flow import ComposedFlow, frozen_copy
+from jko_cli.jko.loop import Hooks, Progress, SubproblemSpec, params_finite, solve_subproblem
+from jko_cli.jko.objective import subproblem_loss
+from jko_cli.jko.state import JKOState
+from jko_cli.models import build_model
+from jko_cli.models.potential import gaussian_log_prob
+from jko_cli.run.checkpoint import load_checkpoint, save_checkpoint
+from jko_cli.run.files import RunFiles, save_json
+from jko_cli.run.resume import RESUME_SAFE_KEYS, config_differences, stored_config
+from jko_cli.run.signals import StopFlag, StopRequested, graceful_stop
+from jko_cli.solvers import evaluation_solver, training_solver
+from jko_cli.tracking import Tracker, open_tracker
+
+log = logging.getLogger(__name__)
+SAVED_SAMPLES = 2000  # generated points kept in samples.npy (for reports)
+
+
+class Trainer:
+    """One training run: the model, its optimizer, the outer-loop state and the run directory."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        self.cfg, self.files = cfg, RunFiles(run_dir)
+        self.rt = setup(cfg.trainer, cfg.seed)
+        self.data = load_dataset_cfg(cfg.dataset, cfg.seed)
+        cfg.dataset.pairs(self.data.dim)  # a bad plot_pairs fails here, not after training
+        self.model = build_model(cfg.model, self.data.dim).to(self.rt.device, self.rt.dtype)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.trainer.lr)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        test = self.rt.tensor(self.data.test)
+        self.state = JKOState(self.rt.tensor(self.data.train), self.rt.tensor(self.data.val), test,
+                              test.new_zeros(test.shape[0]))
+        self.stop = StopFlag()
+        self.tracker = Tracker(cfg)  # logger=none until train() opens the configured one
+
+    def resume_if_possible(self) -> bool:
+        """Continue from checkpoints/last.pt if there is one (its config must match, safe keys aside)."""
+        path = self.files.ckpt / "last.pt"
+        if not path.exists():
+            self.files.open_jsonl(0)
+            return False
+        payload = load_checkpoint(path)
+        diff = config_differences(stored_config(payload), self.cfg)
+        if diff:
+            raise ConfigValueError(f"{self.files.root}: its checkpoint was made with a different config "
+                                   f"({', '.join(diff)} differ); a resumed run may change only "
+                                   f"{', '.join(RESUME_SAFE_KEYS)}")
+        self.state.restore(payload, self.model, self.optimizer, self.shuffle)
+        self.files.open_jsonl(payload["jsonl_offset"])
+        log.info("resumed from %s: JKO step %d done, %d Adam steps into step %d", path, len(self.state.blocks),
+                 self.state.progress.adam_steps if self.state.progress else 0, len(self.state.blocks) + 1)
+        return True
+
+    def checkpoint(self, *names: str) -> None:
+        payload = self.state.payload(self.cfg, self.model, self.optimizer, self.shuffle, self.files.jsonl_offset())
+        for name in names:
+            save_checkpoint(self.files.ckpt / name, payload)
+
+    def after_step(self, p: Progress) -> None:
+        """Mid-step checkpoint every ``checkpoint_every`` Adam steps, and on a stop request (if state is good)."""
+        due = p.adam_steps % self.cfg.trainer.checkpoint_every == 0
+        if (due or self.stop) and params_finite(self.model) and bool(torch.isfinite(p.sums).all()):
+            self.checkpoint("last.pt")
+        self.stop.check()
+
+
+def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None) -> dict:
+    """Train JKO-Flow as configured; write checkpoints, metrics and plots under run_dir; return metrics.
+    ``job``: where a launcher placed this run (for provenance.json)."""
+    files = RunFiles(run_dir)
+    if files.finished():
+        diff = config_differences(stored_config(load_checkpoint(files.ckpt / "last.pt")), cfg)
+        if diff:
+            raise ConfigValueError(f"{run_dir} holds a finished run with a different config ({', '.join(diff)} "
+                                   "differ); choose another output directory")
+        log.info("%s already holds a finished run: skipping (delete metrics.json to train again)", run_dir)
+        return json.loads((files.root / "metrics.json").read_text())
+    start = time.perf_counter()
+    tr = Trainer(cfg, run_dir)
+    resumed = tr.resume_if_possible()
+    record_provenance(tr, resumed, job)
+    tr.files.status("running")
+    log.info("training %s: d=%d, %d train / %d val / %d test points, %s, alpha=%g (%s), device=%s, threads=%d",
+             tr.data.name, tr.data.dim, len(tr.data.train), len(tr.data.val), len(tr.data.test),
+             schedule.describe(cfg.jko), cfg.alpha, cfg.jko.schedule, tr.rt.device, tr.rt.threads)
+    with graceful_stop() as stop, open_tracker(cfg, run_dir, tr.data) as tracker:
+        tr.stop, tr.tracker = stop, tracker
+        try:
+            while not outer_done(cfg.jko, tr.state):
+                jko_step(tr, len(tr.state.blocks) + 1)
+        except StopRequested:
+            tr.files.status("interrupted", resume=f"jko-flow train resume={tr.files.root}")
+            tr.files.close()
+            raise
+        # a signal from here on lets the final metrics finish (seconds): the run then ends as finished
+        out = finish(cfg, tr.state, tr.data, tr.rt, tr.files, wall_s=tr.state.wall_s + time.perf_counter() - start)
+        tracker.finish(out, tr.files.root)
+        return out
+
+
+def record_provenance(tr: Trainer, resumed: bool, job: JobInfo | None = None) -> None:
+    """provenance.json on a fresh start; on a resume, the new process is appended under "resumed"."""
+    path = tr.files.root / "provenance.json"
+    record = provenance(tr.rt, job)
+    if resumed and path.exists():
+        old = json.loads(path.read_text())
+        old.setdefault("resumed", []).append(record)
+        record = old
+    save_json(path, record)
+
+
+def outer_done(cfg: JKOConfig, state: JKOState) -> bool:
+    """K steps done (jko.max_steps under auto), or the last step's record says stop (n_steps=auto)."""
+    k = len(state.blocks)
+    return k >= schedule.max_steps(cfg) or (k > 0 and state.steps[-1].get("stop") is not None)
+
+
+def validation_objective(tr: Trainer, alpha_k: float):
+    """For early stopping: the subproblem's J / alpha_k (nats) on the validation points, model as it is now."""
+    cfg = tr.cfg
+
+    def validate() -> float:
+        with torch.inference_mode():
+            loss, _ = subproblem_loss(tr.model, tr.state.x_val, alpha_k, cfg.model.alpha_R, training_solver(cfg))
+        return loss.item() / alpha_k
+
+    return validate
+
+
+def jko_step(tr: Trainer, k: int) -> None:
+    """Solve subproblem k on the pushed samples, freeze block k, push the samples forward, decide, checkpoint."""
+    cfg, state = tr.cfg, tr.state
+    alpha_k = schedule.step_alpha(cfg.jko, cfg.alpha, k)
+    if cfg.jko.reset_optimizer and k > 1 and state.progress is None:
+        tr.optimizer = torch.optim.Adam(tr.model.parameters(), lr=cfg.trainer.lr)
+    spec = SubproblemSpec(alpha=alpha_k, alpha_R=cfg.model.alpha_R, solver=training_solver(cfg),
+                          epochs=cfg.trainer.epochs_per_step * cfg.jko.epochs_scale,
+                          batch_size=cfg.trainer.batch_size, max_adam_steps=cfg.trainer.max_adam_steps,
+                          fault_lr_factor=cfg.trainer.fault_lr_factor, max_faults=cfg.trainer.max_faults,
+                          inject_nan_at=max(0, cfg.trainer.inject_nan_at - state.adam_steps),
+                          progress=cfg.trainer.progress,
+                          desc=f"JKO step {k}/{schedule.max_steps(cfg.jko)}{' (auto)' if cfg.jko.auto else ''}",
+                          early_stop_every=cfg.trainer.early_stop_every,
+                          early_stop_patience=cfg.trainer.early_stop_patience,
+                          early_stop_min_delta=cfg.trainer.early_stop_min_delta)
+
+    def on_epoch(rec: dict) -> None:
+        rec = {"jko_step": k, **rec, "adam_steps_total": state.adam_steps + rec["adam_steps"]}
+        state.epochs.append(rec)
+        tr.files.event("epoch", rec)
+
+    def on_fault(event: dict) -> None:
+        tr.files.event("fault", {"jko_step": k, **event})
+
+    if state.progress is None:
+        state.progress = Progress()
+    res = solve_subproblem(tr.model, tr.optimizer, state.x_train, spec, tr.shuffle, state.progress,
+                           tr.tracker.hooks(Hooks(on_epoch=on_epoch, after_step=tr.after_step, on_fault=on_fault,
+                                                  validate=validation_objective(tr, alpha_k)),
+                                            state.adam_steps, state.progress))
+    state.adam_steps += res.adam_steps
+    state.progress = None
+    block = frozen_copy(tr.model)
+    state.blocks.append(block)
+    record = step_metrics(cfg, k, alpha_k, block, state, tr.data, tr.rt)
+    record.update(wall_s=res.wall_s, adam_steps=res.adam_steps)
+    if cfg.trainer.early_stop_every:
+        record.update(epochs=res.epochs_run, early_stopped=res.early_stopped, val_checks=res.val_checks)
+    if cfg.jko.auto:
+        record["stop"] = autostop.decide(record["val_gain"], record["nll_val_se"], cfg.jko.auto_tol, k,
+                                         cfg.jko.max_steps)
+    state.steps.append(record)
+    tr.files.event("jko_step", record)
+    tr.tracker.jko_step(k, record, state.blocks)
+    log.info("JKO step %d/%d%s (alpha_k=%g): L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g, val gain %.4g (se %.2g)%s "
+             "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k,
+             record["L"], record["C"], record["R"], record["nll_test"], record["mmd"], record["val_gain"],
+             record["nll_val_se"],
+             f" → stop: {record['stop']}" if record.get("stop") else "", res.adam_steps,
+             ", early stop" if res.early_stopped else "", res.wall_s)
+    tr.checkpoint(f"jko_{k:03d}.pt", "last.pt")
+    tr.stop.check()
+
+
+def step_metrics(cfg: TrainConfig, k: int, alpha_k: float, block, state: JKOState, data: DataSplits,
+                 rt: Runtime) -> dict:
+    """Validation L, C, R of block k and its validation NLL gain (autostop); then push train/val/test through
+    it; nll_test and mmd of flow_{1..k}."""
+    train_solver, eval_solver = training_solver(cfg), evaluation_solver(cfg)
+    fit, state.val_logdet = autostop.validation_fit(block, state.x_val, state.val_logdet, train_solver)
+    with torch.inference_mode():
+        _, (L, C, R) = subproblem_loss(block, state.x_val, alpha_k, cfg.model.alpha_R, train_solver)
+        state.x_train = train_solver.map(block, state.x_train)
+        state.x_val = train_solver.map(block, state.x_val)
+        state.x_test, ld, _, _ = eval_solver.augmented(block, state.x_test)
+        state.test_logdet = state.test_logdet + ld
+        nll_test = -(gaussian_log_prob(state.x_test) + state.test_logdet).double().mean().item()
+        n = cfg.trainer.step_eval_samples
+        flow = ComposedFlow(state.blocks, eval_solver)
+        gen = flow.sample(n, torch.Generator().manual_seed(cfg.seed + k))
+    ref = torch.as_tensor(data.test[:n])
+    return {"jko_step": k, "alpha": alpha_k, "L": L.item(), "C": C.item(), "R": R.item(),
+            "nll_test": nll_test, "mmd": M.mmd_median(gen.cpu(), ref), "mmd_paper": M.mmd_paper(gen.cpu(), ref),
+            "eval_samples": n, **fit}
+
+
+def outer_loop_summary(cfg: TrainConfig, state: JKOState) -> dict:
+    """metrics.json's record of the outer loop: K chosen, total Adam steps, alpha_k per step, why it stopped,
+    and (early stopping on) the epoch each step stopped at (null: it ran its full epochs)."""
+    last = state.steps[-1] if state.steps else {}
+    out = {"n_jko_steps": len(state.blocks), "adam_steps_total": state.adam_steps, "alphas": state.alphas,
+           "jko_stop_reason": last.get("stop") or autostop.STOP_FIXED}
+    if cfg.trainer.early_stop_every:
+        out["early_stop_epochs"] = [s["epochs"] if s.get("early_stopped") else None for s in state.steps]
+    return out
+
+
+def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, files: RunFiles, wall_s: float) -> dict:
+    """Metrics of the composed flow → metrics.json; plots; status 'finished'."""
+    flow = ComposedFlow(state.blocks, evaluation_solver(cfg))
+    gen = torch.Generator().manual_seed(cfg.seed + 10_000)
+    out, samples = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen)
+    out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,
+               adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
+               wall_s=round(wall_s, 3), steps=state.steps)
+    out.update(outer_loop_summary(cfg, state))
+    eval_start = time.perf_counter()
+    np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
+    if cfg.trainer.plots:
+        make_plots(flow, state.epochs, state.steps, data, samples, files.plots, cfg.seed, cfg.dataset.pairs(data.dim))
+    out["wall_s"] = round(wall_s + time.perf_counter() - eval_start, 3)
+    save_json(files.root / "metrics.json", out)
+    files.event("final", {k: v for k, v in out.items() if k != "steps"})
+    files.status("finished", wall_s=out["wall_s"])
+    files.close()
+    log.info("done: nll_test=%.4f (2x steps %.4f), mmd_paper=%.3g ± %.1g (floor %.3g), mmd=%.3g, "
+             "inverse_error=%.2g, %.1f s → %s", out["nll_test"], out["nll_test_2x"], out["mmd_paper"],
+             out["mmd_paper_se"], out["mmd_paper_floor"], out["mmd"], out["inverse_error"], out["wall_s"], files.root)
+    return out
+
+

@@ -1,0 +1,258 @@
+"""The runs of a sweep directory, grouped by data set, alpha and method, and their cell statistics.
+
+A run is any directory under DIR holding ``metrics.json`` (engine.train writes it last, atomically); its
+``.hydra/overrides.yaml`` and ``.hydra/config.yaml`` say how it was configured. The method is read from the
+composed config: ``jko.schedule`` "single" is the OT-Flow baseline, "constant" is JKO-Flow (DESIGN.md §2),
+"geometric" JKO-Flow with growing steps; ``jko.n_steps=auto`` adds " auto" (K chosen from validation).
+Statistics follow DESIGN.md §3: ``mmd_paper`` is a mean over independent draws with standard error
+``mmd_paper_se``, so its single-draw noise standard deviation is ``mmd_paper_se · sqrt(mmd_paper_draws)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+log = logging.getLogger(__name__)
+METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
+METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto")
+# conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
+JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
+               "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
+FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png", "k_vs_alpha.png")
+
+
+def method_name(schedule: Any, n_steps: Any) -> str | None:
+    """'OT-Flow', 'JKO-Flow', 'JKO-Flow auto', 'JKO-Flow geometric', 'JKO-Flow geometric auto', else
+    'schedule=<s>'; None without a schedule."""
+    if schedule is None:
+        return None
+    name = METHODS.get(str(schedule), f"schedule={schedule}")
+    return f"{name} auto" if n_steps == "auto" and schedule != "single" else name
+
+
+class ReportError(RuntimeError):
+    """A sweep directory that cannot be reported on (the message is one line)."""
+
+
+@dataclass
+class Run:
+    """One run directory: where it is (relative to the sweep dir), its overrides, config and metrics."""
+
+    rel: str
+    root: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def commits(self) -> list[str]:
+        """The git commits (short) of every process that trained this run: the first, then each resume's;
+        a commit with uncommitted changes is marked "+dirty"; "?" where it was not recorded."""
+        records = [self.provenance, *(self.provenance.get("resumed") or [])] if self.provenance else []
+        out = []
+        for rec in records:
+            sha = rec.get("git_sha") if isinstance(rec, dict) else None
+            out.append((str(sha)[:7] if sha else "?") + ("+dirty" if isinstance(rec, dict) and rec.get("git_dirty")
+                                                         else ""))
+        return out
+
+    def _config(self, dotted: str) -> Any:
+        node: Any = self.config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def _get(self, metric: str, dotted: str) -> Any:
+        """The metric if metrics.json has it, else the composed config's value."""
+        value = self.metrics.get(metric)
+        return self._config(dotted) if value is None else value
+
+    @property
+    def dataset(self) -> str | None:
+        """The data set's name; for a set of chosen dimension (gmm, banana with dataset.dim) "name (d=…)", so
+        a sweep over dimensions is reported per dimension."""
+        value = self._get("dataset", "dataset.name")
+        if value is None:
+            return None
+        dim = self._config("dataset.dim")
+        return str(value) if dim is None else f"{value} (d={dim})"
+
+    @property
+    def alpha(self) -> float | None:
+        try:
+            return float(self._get("alpha", "alpha"))
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def seed(self) -> Any:
+        return self._get("seed", "seed")
+
+    @property
+    def method(self) -> str | None:
+        """The method (:func:`method_name`) from the config's jko.schedule and jko.n_steps, else from a ``jko=``
+        override naming a conf/jko preset."""
+        schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
+        if schedule is None and self.overrides.get("jko") is not None:
+            preset = self.overrides["jko"]
+            schedule, n_steps = JKO_PRESETS.get(preset, (preset, None))
+        return method_name(schedule, n_steps)
+
+    @property
+    def n_jko_steps(self) -> float:
+        """K, the number of JKO steps the run took (older runs: their ``K``)."""
+        value = self.value("n_jko_steps")
+        return value if math.isfinite(value) else self.value("K")
+
+    @property
+    def adam_steps_total(self) -> float:
+        value = self.value("adam_steps_total")
+        return value if math.isfinite(value) else self.value("adam_steps")
+
+    @property
+    def nll_se(self) -> float:
+        """Standard error of the run's NLL at its validation size: the last JKO step's ``nll_val_se`` (NaN if none);
+        it stands in for nll_test's (same size, same distribution)."""
+        steps = self.metrics.get("steps") or []
+        last = steps[-1] if steps and isinstance(steps[-1], dict) else {}
+        value = last.get("nll_val_se")
+        return float(value) if isinstance(value, (int, float)) else math.nan
+
+    def value(self, key: str) -> float:
+        """A metric as a float (NaN when absent or not a number)."""
+        v = self.metrics.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        log.warning("%s: unreadable (%s); ignored", path, exc)
+        return None
+
+
+def load_run(run_dir: Path, root: Path) -> Run | None:
+    """The run in run_dir (None, with a warning, when its metrics.json cannot be read)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable metrics.json (%s); skipped", run_dir, exc)
+        return None
+    overrides = {}
+    for item in _read_yaml(run_dir / ".hydra" / "overrides.yaml") or []:
+        key, _, val = str(item).partition("=")
+        overrides[key.lstrip("+")] = val
+    config = _read_yaml(run_dir / ".hydra" / "config.yaml")
+    try:
+        prov = json.loads((run_dir / "provenance.json").read_text())
+    except (OSError, ValueError):
+        prov = {}
+    rel = run_dir.relative_to(root).as_posix()
+    return Run(rel, run_dir, overrides, config if isinstance(config, dict) else {},
+               metrics if isinstance(metrics, dict) else {}, prov if isinstance(prov, dict) else {})
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every directory under root (root included) that holds a metrics.json, sorted by path."""
+    root = Path(root)
+    dirs = sorted({p.parent for p in root.rglob("metrics.json") if p.is_file()})
+    return [run for run in (load_run(d, root) for d in dirs) if run is not None]
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def csv_table(runs: list[Run]) -> tuple[list[str], list[dict]]:
+    """Columns run, method, every override key (union), every scalar metric (union); one row per run.
+
+    An override key that is also a metric (alpha, seed, dataset) is one column holding the metric's value.
+    """
+    columns = ["run", "method"]
+    for run in runs:
+        for key in [*run.overrides, *(k for k, v in run.metrics.items() if _is_scalar(v))]:
+            if key not in columns:
+                columns.append(key)
+    rows = []
+    for run in runs:
+        row = {"run": run.rel or ".", "method": run.method, **run.overrides}
+        row.update({k: v for k, v in run.metrics.items() if _is_scalar(v)})
+        rows.append(row)
+    return columns, rows
+
+
+def write_csv(path: Path, runs: list[Run]) -> None:
+    columns, rows = csv_table(runs)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+Groups = dict[str, dict[float, dict[str, list[Run]]]]  # data set → alpha → method → runs (one per seed)
+
+
+def group_runs(runs: list[Run]) -> Groups:
+    """Runs that know their data set, alpha and method, grouped; alphas sorted, methods in METHOD_ORDER."""
+    raw: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for run in runs:
+        if None not in (run.dataset, run.alpha, run.method):
+            raw[run.dataset][run.alpha][run.method].append(run)
+    return {ds: {a: dict(sorted(by_alpha[a].items(), key=lambda kv: method_rank(kv[0]))) for a in sorted(by_alpha)}
+            for ds, by_alpha in sorted(raw.items())}
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def methods_of(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
+    return sorted({m for cell in by_alpha.values() for m in cell}, key=method_rank)
+
+
+def runs_of(by_alpha: dict[float, dict[str, list[Run]]]) -> list[Run]:
+    """Every run of one data set."""
+    return [r for cell in by_alpha.values() for rs in cell.values() for r in rs]
+
+
+def cell_stats(runs: list[Run], key: str) -> tuple[float, float, int]:
+    """(mean, error, n) of a metric over runs: error = std over seeds (ddof=1) when n ≥ 2; with one run,
+    the run's own standard error ``<key>_se`` (NaN when it has none)."""
+    vals = np.array([r.value(key) for r in runs])
+    vals = vals[np.isfinite(vals)]
+    if len(vals) == 0:
+        return math.nan, math.nan, 0
+    if len(vals) == 1:
+        return float(vals[0]), runs[0].value(f"{key}_se"), 1
+    return float(vals.mean()), float(vals.std(ddof=1)), len(vals)
+
+
+def noise_sd(runs: list[Run]) -> float:
+    """Single-draw noise sd of mmd_paper: median over runs of mmd_paper_se · sqrt(mmd_paper_draws)."""
+    sds = [r.value("mmd_paper_se") * math.sqrt(r.value("mmd_paper_draws")) for r in runs]
+    sds = [s for s in sds if math.isfinite(s)]
+    return float(np.median(sds)) if sds else math.nan
+
+
+def spread(by_alpha: dict[float, dict[str, list[Run]]], method: str) -> dict | None:
+    """Worst minus best mean mmd_paper of one method across alpha (None with fewer than two alphas)."""
+    means = {a: cell_stats(cell[method], "mmd_paper")[0] for a, cell in by_alpha.items() if method in cell}
+    means = {a: m for a, m in means.items() if math.isfinite(m)}
+    if len(means) < 2:
+        return None
+    best, worst = min(means, key=means.get), max(means, key=means.get)
+    return {"spread": means[worst] - means[best], "best_alpha": best, "worst_alpha": worst}

@@ -1,0 +1,59 @@
+"""Resuming a run: which config keys a resumed run may change, and the config it continues with.
+
+A run continues from ``checkpoints/last.pt`` with the config stored in it; the command line may change only
+the keys that affect speed, logging or safety (:data:`RESUME_SAFE_KEYS`), never the numbers.
+"""
+
+from __future__ import annotations
+
+from jko_cli.config import ConfigValueError, TrainConfig, from_yaml
+
+# Keys a resumed run may change: they affect speed, logging or safety, never the numbers.
+RESUME_SAFE_KEYS = ("resume", "trainer.progress", "trainer.num_threads", "trainer.device", "trainer.plots",
+                    "trainer.checkpoint_every", "trainer.max_faults", "trainer.fault_lr_factor",
+                    "trainer.inject_nan_at", "logger.name", "logger.tracking_uri", "logger.experiment",
+                    "logger.images", "dataset.plot_pairs")
+
+
+
+def config_differences(a: TrainConfig, b: TrainConfig, ignore=RESUME_SAFE_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two configs (``ignore`` excepted)."""
+    from omegaconf import OmegaConf
+
+    fa, fb = (_flatten(OmegaConf.to_container(OmegaConf.structured(c))) for c in (a, b))
+    return sorted(k for k in fa.keys() | fb.keys() if k not in ignore and fa.get(k) != fb.get(k))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def stored_config(payload: dict) -> TrainConfig:
+    return from_yaml(payload["config"])
+
+
+def resume_config(stored: TrainConfig, current: TrainConfig, overridden: list[str]) -> TrainConfig:
+    """The config of an explicit ``resume=DIR``: the run's own, with the resume-safe keys taken from the
+    command line. ``overridden`` are the keys the user set; any other one that changes a value is refused."""
+    from omegaconf import OmegaConf
+
+    changed = [k for k in config_differences(stored, current) if k in overridden]
+    if changed:
+        from omegaconf import OmegaConf as OC
+
+        old, new = OC.structured(stored), OC.structured(current)
+        what = ", ".join(f"{k}={OC.select(new, k)!r} (the run has {OC.select(old, k)!r})" for k in changed)
+        raise ConfigValueError(f"resume={current.resume}: cannot change {what}; a resumed run keeps its config "
+                               f"(allowed to change: {', '.join(RESUME_SAFE_KEYS[1:])})")
+    merged = OmegaConf.structured(stored)
+    cur = OmegaConf.structured(current)
+    for key in RESUME_SAFE_KEYS:
+        if key in overridden or key == "resume":
+            OmegaConf.update(merged, key, OmegaConf.select(cur, key), merge=False)
+    return OmegaConf.to_object(merged)

@@ -1,0 +1,171 @@
+"""Choosing K (jko.n_steps=auto, jko_cli/jko/autostop.py) and the geometric schedule (jko_cli/jko/schedule.py).
+
+The numerics of the statistic are checked in float64 against the composed flow's own log-density; the outer
+loop is run in-process on tiny samples (tests/unit/engine_runs.py, a second or two per JKO step).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+
+import pytest
+import torch
+from helpers.engine_runs import gaussian_splits, tiny_config, train
+
+from jko_cli.config import JKOConfig
+from jko_cli.engine import training as engine
+from jko_cli.jko import autostop, schedule
+from jko_cli.jko.flow import ComposedFlow
+from jko_cli.run.checkpoint import load_checkpoint
+from jko_cli.run.signals import StopRequested
+from jko_cli.solvers import FixedStepSolver
+
+
+def _plain(obj):
+    """Drop wall-clock and timestamp keys at any depth (they differ between two runs of the same thing)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items() if "wall" not in k and "time" not in k}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# --- the statistic and the rule ---------------------------------------------------------------------------------
+
+def test_validation_fit_is_the_composed_flows_nll(make_potential):
+    """Two blocks in turn: nll_val is −mean log p̂ of the composed flow so far (ComposedFlow.log_prob, computed
+    independently), val_gain the drop of that mean from k−1 to k blocks, nll_val_se = sd / √n."""
+    blocks = [make_potential(2, width=6, seed=s, scale=0.3) for s in (1, 2)]
+    x0 = torch.randn(300, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    solver = FixedStepSolver("rk4", 4)
+    x, logdet, previous = x0, torch.zeros(300, dtype=torch.float64), -ComposedFlow([], solver).log_prob(x0)
+    for k in (1, 2):
+        fit, logdet = autostop.validation_fit(blocks[k - 1], x, logdet, FixedStepSolver("rk4", 4))
+        nll = -ComposedFlow(blocks[:k], FixedStepSolver("rk4", 4)).log_prob(x0)
+        assert fit["nll_val"] == pytest.approx(nll.mean().item(), rel=1e-12)
+        assert fit["val_gain"] == pytest.approx((previous - nll).mean().item(), abs=1e-12)
+        assert fit["nll_val_se"] == pytest.approx(nll.std().item() / math.sqrt(300), rel=1e-10)
+        x, previous = ComposedFlow([blocks[k - 1]], FixedStepSolver("rk4", 4)).forward(x)[0], nll
+
+
+def test_an_identity_block_gains_exactly_nothing(zero_potential):
+    """Φ ≡ 0 moves nothing and has ℓ = 0: the gain is 0, so even auto_tol = 0 stops."""
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    fit, logdet = autostop.validation_fit(zero_potential(3), x, torch.zeros(50, dtype=torch.float64),
+                                          FixedStepSolver("rk4", 4))
+    assert fit["val_gain"] == 0.0 and torch.equal(logdet, torch.zeros(50, dtype=torch.float64))
+    assert autostop.decide(fit["val_gain"], fit["nll_val_se"], 0.0, 1, 20) == autostop.STOP_GAIN
+
+
+@pytest.mark.parametrize("gain,se,tol,k,expected", [
+    (0.10, 0.01, 1.0, 1, None),  # gain of 10 standard errors: take another step
+    (0.01, 0.01, 1.0, 3, autostop.STOP_GAIN),  # exactly at the threshold: stop
+    (0.015, 0.01, 2.0, 3, autostop.STOP_GAIN),  # the threshold scales with auto_tol
+    (-0.2, 0.01, 1.0, 1, autostop.STOP_GAIN),  # the step made the fit worse
+    (float("nan"), 0.01, 1.0, 2, autostop.STOP_GAIN),  # a diverged step
+    (0.10, 0.01, 1.0, 20, autostop.STOP_MAX),  # still gaining, but jko.max_steps reached
+])
+def test_decide(gain, se, tol, k, expected):
+    assert autostop.decide(gain, se, tol, k, 20) == expected
+
+
+def test_geometric_step_sizes():
+    geo = JKOConfig(schedule="geometric", growth=1.4)
+    assert [schedule.step_alpha(geo, 2.0, k) for k in (1, 2, 3, 4)] == pytest.approx([2.0, 2.8, 3.92, 5.488])
+    assert [schedule.step_alpha(JKOConfig(), 2.0, k) for k in (1, 2, 3)] == [2.0, 2.0, 2.0]
+    assert schedule.max_steps(JKOConfig(n_steps="auto", max_steps=7)) == 7 and schedule.max_steps(geo) == 5
+
+
+# --- the outer loop ---------------------------------------------------------------------------------------------
+
+def test_auto_stops_after_one_step_on_gaussian_data(tmp_path, monkeypatch):
+    """Data already N(0, I): no map can improve the held-out NLL, so auto takes exactly one step."""
+    monkeypatch.setattr(engine, "load_dataset_cfg", gaussian_splits())
+    m = train(tiny_config(JKOConfig(n_steps="auto", max_steps=5)), tmp_path / "run")
+    assert m["n_jko_steps"] == m["K"] == 1 and m["jko_stop_reason"] == autostop.STOP_GAIN
+    step = m["steps"][0]
+    assert step["stop"] == autostop.STOP_GAIN and step["val_gain"] <= step["nll_val_se"]
+    assert (tmp_path / "run/checkpoints/jko_001.pt").is_file()
+    assert not (tmp_path / "run/checkpoints/jko_002.pt").exists()
+
+
+def test_auto_is_fixed_k_cut_where_the_gain_fades(tmp_path, monkeypatch):
+    """Data N(0, 9 I) at alpha = 50: step 1 removes nearly all of the KL (a gain of many standard errors, so the
+    loop goes on), step 2 gains within noise and the loop stops. Up to the chosen K, every step record equals a
+    fixed-K run's: choosing K changes nothing but where the loop ends."""
+    monkeypatch.setattr(engine, "load_dataset_cfg", gaussian_splits(scale=3.0))
+    auto = train(tiny_config(JKOConfig(n_steps="auto", max_steps=5), alpha=50.0), tmp_path / "auto")
+    assert auto["n_jko_steps"] == 2 and auto["jko_stop_reason"] == autostop.STOP_GAIN
+    first, second = auto["steps"]
+    assert first["val_gain"] > 10 * first["nll_val_se"] and first["stop"] is None
+    assert second["val_gain"] <= second["nll_val_se"] and second["stop"] == autostop.STOP_GAIN
+    fixed = train(tiny_config(JKOConfig(n_steps=2), alpha=50.0), tmp_path / "fixed")
+    assert [{k: v for k, v in s.items() if k != "stop"} for s in _plain(auto["steps"])] == _plain(fixed["steps"])
+    assert auto["adam_steps_total"] == fixed["adam_steps_total"] == 2 * 30 * 2
+    assert auto["nll_test"] == fixed["nll_test"]
+
+
+def test_measuring_the_gain_does_not_change_the_trajectory(tmp_path, monkeypatch):
+    """The validation statistic only observes: with it replaced by a constant, a fixed-K run's every other number
+    (losses, per-step metrics, final metrics) is bit-identical, so plain configurations train exactly as before."""
+    cfg = tiny_config(JKOConfig(n_steps=2), epochs_per_step=3)
+    measured = train(cfg, tmp_path / "measured")
+    stat = {"nll_val": 0.0, "nll_val_se": 0.0, "val_gain": 0.0}
+    monkeypatch.setattr(autostop, "validation_fit", lambda block, x, logdet, *a: (stat, logdet))
+    blind = train(cfg, tmp_path / "blind")
+    assert [{**s, **stat} for s in _plain(measured["steps"])] == _plain(blind["steps"])
+    assert {k: v for k, v in _plain(measured).items() if k != "steps"} == {
+        k: v for k, v in _plain(blind).items() if k != "steps"}
+    epochs = [[e for e in _plain(_jsonl(tmp_path / run)) if e["event"] == "epoch"] for run in ("blind", "measured")]
+    assert epochs[0] == epochs[1] and len(epochs[0]) == 2 * 3
+
+
+def test_geometric_steps_reach_the_subproblems_and_the_checkpoints(tmp_path):
+    """jko=geometric, K = 3, alpha 2, growth 1.5: alpha_k = 2, 3, 4.5 in metrics.json, in each jko_00k.pt (its
+    first k), in the step records; and each step's training loss is L + alpha_k C + alpha_R R with that alpha_k."""
+    cfg = tiny_config(JKOConfig(schedule="geometric", n_steps=3, growth=1.5), alpha=2.0, epochs_per_step=3)
+    m = train(cfg, tmp_path / "run")
+    expected = [2.0, 3.0, 4.5]
+    assert m["alphas"] == expected and [s["alpha"] for s in m["steps"]] == expected
+    for k in (1, 2, 3):
+        payload = load_checkpoint(tmp_path / f"run/checkpoints/jko_{k:03d}.pt")
+        assert payload["alphas"] == expected[:k] and [s["alpha"] for s in payload["steps"]] == expected[:k]
+    epochs = [e for e in _jsonl(tmp_path / "run") if e["event"] == "epoch"]
+    assert {e["jko_step"] for e in epochs} == {1, 2, 3}
+    for e in epochs:
+        alpha_k = expected[e["jko_step"] - 1]
+        assert e["loss"] == pytest.approx(e["L"] + alpha_k * e["C"] + cfg.model.alpha_R * e["R"], rel=1e-10)
+
+
+def test_geometric_auto_with_early_stopping_resumes_exactly(tmp_path, monkeypatch):
+    """geometric + auto + early stopping, interrupted mid JKO step 2 (after its first validation checks) and resumed:
+    metrics.json and every metrics.jsonl line equal an uninterrupted run's, so the new state (the validation
+    log-determinants, the stop decisions, the plateau counters) is checkpointed and restored."""
+    monkeypatch.setattr(engine, "load_dataset_cfg", gaussian_splits(scale=3.0))
+    cfg = tiny_config(JKOConfig(schedule="geometric", n_steps="auto", max_steps=4), alpha=1.0, epochs_per_step=12,
+                      early_stop_every=2, early_stop_patience=2, early_stop_min_delta=0.05, checkpoint_every=5)
+    reference = train(cfg, tmp_path / "reference")
+    assert reference["n_jko_steps"] >= 2 and "early_stop_epochs" in reference
+    assert reference["adam_steps_total"] == sum(s["adam_steps"] for s in reference["steps"])
+
+    original = engine.Trainer.after_step
+    stop_at = reference["steps"][0]["adam_steps"] + 11  # inside JKO step 2, after its checks at epochs 2 and 4
+
+    def interrupt(self, p):
+        if self.state.adam_steps + p.adam_steps == stop_at:
+            self.stop.signum = signal.SIGTERM  # what graceful_stop's handler does
+        original(self, p)
+
+    monkeypatch.setattr(engine.Trainer, "after_step", interrupt)
+    with pytest.raises(StopRequested):
+        train(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(engine.Trainer, "after_step", original)
+    assert _plain(train(cfg, tmp_path / "resumed")) == _plain(reference)
+    assert _plain(_jsonl(tmp_path / "resumed")) == _plain(_jsonl(tmp_path / "reference"))
+
+
+def _jsonl(run_dir) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
