@@ -14,12 +14,14 @@ from jko_cli.jko.flow import ComposedFlow, frozen_copy
 from jko_cli.jko.objective import subproblem_loss
 from jko_cli.solvers import FixedStepSolver
 from jko_cli.solvers import backends as fastpath
-from jko_cli.solvers.backends import compiled
+from jko_cli.solvers.backends import compiled, native
 from jko_cli.solvers.backends.adjoint.stage import StageCache, Weights, param_list, stage_forward
 from jko_cli.solvers.backends.adjoint.stage_vjp import Grads, stage_vjp
 
 _potential = perturbed_potential
 
+
+NEEDS_NATIVE = pytest.mark.skipif(not native.available(), reason="no C++ compiler: the native kernel cannot be built")
 
 def _loss_and_grads(pot, x, fast, method="rk4", n_steps=4):
     loss, terms = subproblem_loss(pot, x, 5.0, 0.7, FixedStepSolver(method, n_steps, fast))
@@ -100,15 +102,16 @@ def test_inference_maps_match(mode):
                                    rtol=1e-10, atol=1e-12)
 
 
-def test_composed_flow_density_and_samples_match():
+@pytest.mark.parametrize("backend", ["adjoint", pytest.param("native", marks=NEEDS_NATIVE)])
+def test_composed_flow_density_and_samples_match(backend):
     blocks = [frozen_copy(_potential(2, 8, 2, torch.float64, seed=s)) for s in range(3)]
-    plain, fast = (ComposedFlow(blocks, FixedStepSolver("rk4", 5, b)) for b in ("off", "adjoint"))
+    plain, fast = (ComposedFlow(blocks, FixedStepSolver("rk4", 5, b)) for b in ("off", backend))
     x = torch.randn(200, 2, dtype=torch.float64)
     with torch.inference_mode():
         torch.testing.assert_close(fast.log_prob(x), plain.log_prob(x), rtol=1e-10, atol=1e-10)
         s1, s2 = (f.sample(100, torch.Generator().manual_seed(0)) for f in (fast, plain))
     torch.testing.assert_close(s1, s2, rtol=1e-10, atol=1e-10)
-    assert fast.truncated(2).solver.backend == "adjoint" and fast.refined().solver.n_steps == 10
+    assert fast.truncated(2).solver.backend == backend and fast.refined().solver.n_steps == 10
 
 
 def test_fast_map_keeps_autograd_when_asked():

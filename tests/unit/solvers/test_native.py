@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers.potentials import perturbed_potential
 
-from jko_cli.jko.flow import ComposedFlow, frozen_copy
+from jko_cli.jko.flow import frozen_copy
 from jko_cli.jko.objective import subproblem_loss
 from jko_cli.solvers import FixedStepSolver
 from jko_cli.solvers.backends import native
@@ -79,14 +79,6 @@ def test_inference_maps_match_autograd_float64():
         # the inverse undoes the map (to the scheme's accuracy)
         back = FixedStepSolver("rk4", 64, "native").inverse(pot, FixedStepSolver("rk4", 64, "native").map(pot, x))
     assert (back - x).abs().max().item() < 1e-5  # RK4 with 64 steps each way
-
-
-def test_composed_flow_density_matches():
-    blocks = [frozen_copy(_potential(2, 8, 2, torch.float64, seed=s)) for s in range(3)]
-    plain, fast = (ComposedFlow(blocks, FixedStepSolver("rk4", 5, b)) for b in ("off", "native"))
-    x = torch.randn(200, 2, dtype=torch.float64)
-    with torch.inference_mode():
-        torch.testing.assert_close(fast.log_prob(x), plain.log_prob(x), rtol=1e-10, atol=1e-10)
 
 
 def test_gradient_with_respect_to_the_points_falls_back():
