@@ -39,11 +39,11 @@ LOGGERS = ("none", "tensorboard", "mlflow")  # logger=…: see jko_cli/tracking/
 
 @dataclass
 class DatasetConfig:
-    name: str = "moons"
+    name: str = "moons"  # the data set (dataset=NAME picks its preset; jko-flow data list: the MAF files)
     # points per split; for the fixed sets (FIXED_DATASETS) a cap by seeded subsample, null = the whole split
     n_train: int | None = 6000
-    n_val: int | None = 6000
-    n_test: int | None = 6000
+    n_val: int | None = 6000  # validation points (auto K, early stopping, per-step L, C, R)
+    n_test: int | None = 6000  # held-out points for nll_test and the MMD references
     dim: int | None = None  # gmm, banana only: the dimension d (null → 2)
     components: int = 8  # gmm only: number of mixture components
     structure_seed: int = 0  # gmm only: seeds the means and covariances (fixed across run seeds)
@@ -76,8 +76,8 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    width: int = 16
-    depth: int = 2
+    width: int = 16  # m, the width of the residual network N
+    depth: int = 2  # layers of N (the paper: 2)
     rank: int | None = None  # None → min(10, d + 1)
     alpha_R: float = 0.5  # HJB-residual weight
 
@@ -90,11 +90,11 @@ class ModelConfig:
 
 @dataclass
 class SolverConfig:
-    method: str = "rk4"
+    method: str = "rk4"  # fixed-step scheme: rk4 | euler (jko_cli/solvers/methods.py)
     n_steps: int = 8  # RK4 steps per JKO block during training
     n_steps_eval: int = 16  # finer steps for metrics and sampling
     rtol: float = 1e-5  # adaptive solvers only
-    atol: float = 1e-5
+    atol: float = 1e-5  # adaptive solvers only
 
     def __post_init__(self):
         _check(self.method in FIXED_METHODS, "solver.method", self.method,
@@ -148,22 +148,22 @@ class JKOConfig:
 @dataclass
 class TrainerConfig:
     epochs_per_step: int = 800  # passes over the training sample per JKO step
-    batch_size: int = 2000
-    lr: float = 1e-2
-    device: str = "auto"
-    dtype: str = "float32"
+    batch_size: int = 2000  # points per Adam step (<= dataset.n_train)
+    lr: float = 1e-2  # Adam's learning rate (constant, as in the reference)
+    device: str = "auto"  # auto (a GPU if there is one) | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | float64
     num_threads: int = 0  # 0 → torch's default
     eval_samples: int = 6000  # generated points per MMD draw
     mmd_draws: int = 5  # independent draws for mmd_paper's mean and standard error
     step_eval_samples: int = 2000  # points for the per-JKO-step curves
-    plots: bool = True
-    progress: bool = True
+    plots: bool = True  # write plots/*.png at the end of the run
+    progress: bool = True  # a progress bar per JKO step
     max_adam_steps: int | None = None  # per JKO step: stop after this many Adam steps (mid-epoch); null = no cap
     # early stopping of each subproblem on a validation plateau (jko_cli/jko/loop.py): every early_stop_every
     # epochs the step's objective J/alpha_k (nats) is evaluated on the validation points; the step ends after
     # early_stop_patience checks in a row that improve on the best by no more than early_stop_min_delta
     early_stop_every: int = 0  # epochs between checks; 0 = off (every step runs its full epochs)
-    early_stop_patience: int = 5
+    early_stop_patience: int = 5  # checks in a row without improvement before a step ends
     early_stop_min_delta: float = 1e-3  # nats of J/alpha_k
     checkpoint_every: int = 300  # Adam steps between mid-step checkpoints (last.pt); also at every JKO step
     fault_lr_factor: float = 0.5  # after a non-finite epoch: roll back, learning rate × this, retry
@@ -215,7 +215,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     alpha: float = 5.0  # JKO step size = OT-Flow's alpha_C
-    seed: int = 0
+    seed: int = 0  # seeds data draws, initialisation, shuffling and sampling
     resume: str | None = None  # a run directory to continue from its last checkpoint
 
     def __post_init__(self):
@@ -229,11 +229,11 @@ class TrainConfig:
 class EvalSolverConfig:
     """Solver overrides for evaluate/sample; None keeps the run's own setting."""
 
-    method: str | None = None
-    n_steps: int | None = None
-    n_steps_eval: int | None = None
-    rtol: float = 1e-5
-    atol: float = 1e-5
+    method: str | None = None  # rk4 | euler | dopri5 (adaptive); null = the run's own
+    n_steps: int | None = None  # unused by evaluate/sample (they integrate with n_steps_eval)
+    n_steps_eval: int | None = None  # steps per block of a fixed-step method; null = the run's own
+    rtol: float = 1e-5  # dopri5's relative tolerance
+    atol: float = 1e-5  # dopri5's absolute tolerance
 
     def __post_init__(self):
         allowed = FIXED_METHODS + ADAPTIVE_METHODS
@@ -249,11 +249,11 @@ class EvaluateConfig:
     run: str = MISSING  # a finished run directory
     step: int | None = None  # evaluate the flow of the first `step` JKO blocks; None = all
     n_samples: int = 6000  # generated points per MMD draw
-    draws: int = 5
+    draws: int = 5  # independent draws for mmd_paper's mean and standard error
     w2_points: int = 2000  # points per side for the exact W2 (2-D sets)
     seed: int | None = None  # None = the run's seed (reproduces the run's own metrics)
-    device: str = "auto"
-    num_threads: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # 0 → torch's default
     solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
 
     def __post_init__(self):
@@ -265,13 +265,13 @@ class EvaluateConfig:
 
 @dataclass
 class SampleConfig:
-    run: str = MISSING
-    n: int = 10000
+    run: str = MISSING  # a finished run directory
+    n: int = 10000  # samples to draw
     out: str | None = None  # .npy path; None = <run>/samples_<timestamp>.npy
-    step: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int = 0
+    step: int | None = None  # sample the flow of the first `step` JKO blocks; None = all
+    seed: int = 0  # seeds the latent draws
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # 0 → torch's default
     solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
 
     def __post_init__(self):
