@@ -62,7 +62,7 @@ test-all: install-all  ## the default suite plus the slow tests (with the option
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: install-dev  ## ruff
-	$(BIN)/ruff check jko_cli tests
+	$(BIN)/ruff check jko_cli tests scripts
 
 demo: install  ## train the demo: JKO-Flow on moons, alpha = 5
 	$(BIN)/jko-flow train dataset=moons alpha=5

@@ -68,7 +68,7 @@ def setup(trainer: TrainerConfig, seed: int) -> Runtime:
 
 
 def _git(*args: str) -> str | None:
-    src = Path(jko_cli.__file__).resolve().parent  # a checkout's package (a wheel's is in no repository)
+    src = Path(jko_cli.__file__).resolve().parent  # in a checkout: its commit; an installed wheel: usually none
     try:
         out = subprocess.run(["git", *args], cwd=src, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from jko_cli.errors import print_error
-from jko_cli.report import figures as report_figures
+from jko_cli.report import figures
 from jko_cli.report.collect import FIGURES, ReportError, find_runs, group_runs, write_csv
 from jko_cli.report.markdown import markdown
 
@@ -23,8 +23,8 @@ def write_report(root: Path, out: Path) -> dict[str, Path]:
     written = {"report.csv": out / "report.csv"}
     write_csv(written["report.csv"], runs)
     groups = group_runs(runs)
-    for name, draw in zip(FIGURES, (report_figures.mmd_vs_alpha, report_figures.samples_grid,
-                                    report_figures.steps_by_alpha, report_figures.k_vs_alpha), strict=True):
+    for name, draw in zip(FIGURES, (figures.mmd_vs_alpha, figures.samples_grid,
+                                    figures.steps_by_alpha, figures.k_vs_alpha), strict=True):
         if draw(out / name, groups):
             written[name] = out / name
         elif (out / name).is_file():  # a figure of an earlier report that no longer applies

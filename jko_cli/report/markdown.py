@@ -1,13 +1,13 @@
 """The text of report.md: every data set on one screen (spread across alpha, mmd_paper per alpha); per data
 set, the alpha × method table (quality, K, Adam steps), the Adam-step budget, the spread over alpha; where K
-was chosen automatically, the comparison with fixed K (jko_cli/report_k.py)."""
+was chosen automatically, the comparison with fixed K (jko_cli/report/choosing_k.py)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from jko_cli.report import choosing_k as report_k
+from jko_cli.report import choosing_k
 from jko_cli.report.collect import Groups, Run, cell_stats, method_rank, methods_of, noise_sd, runs_of, spread
 
 TABLE_METRICS = (("mmd_paper", ".3g"), ("nll_test", ".4g"))  # (metric, format of its mean); lower is better
@@ -68,7 +68,7 @@ def table(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
             best = _best({m: cell_stats(cell[m], key)[0] for m in cell})
             row += [fmt_cell(cell.get(m, []), key, spec, m in best) for m in methods]
         for attr in ("n_jko_steps", "adam_steps_total"):
-            row += [report_k.count_cell(cell.get(m, []), attr) for m in methods]
+            row += [choosing_k.count_cell(cell.get(m, []), attr) for m in methods]
         lines.append("| " + " | ".join([*row, _seeds(cell, methods)]) + " |")
     return lines
 
@@ -176,11 +176,11 @@ def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) ->
     lost = [r.rel or "." for r in runs if None in (r.dataset, r.alpha, r.method)]
     if lost:
         out += [f"Only in report.csv (no data set, alpha or method): {', '.join(lost)}", ""]
-    out += [DEFINITIONS + report_k.DEFINITIONS,
+    out += [DEFINITIONS + choosing_k.DEFINITIONS,
             "Figures: " + (", ".join(f"`{f}`" for f in figures) or "none (nothing to plot)"), ""]
     out += overview_lines(groups)
-    out += report_k.summary_lines(groups)
+    out += choosing_k.summary_lines(groups)
     for ds, by_alpha in groups.items():
         out += [f"## {ds}", "", *table(by_alpha), "", adam_sentence(by_alpha), "",
-                *report_k.comparison_lines(by_alpha, methods_of(by_alpha)), *spread_lines(by_alpha), ""]
+                *choosing_k.comparison_lines(by_alpha, methods_of(by_alpha)), *spread_lines(by_alpha), ""]
     return "\n".join(out)

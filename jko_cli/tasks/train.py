@@ -21,7 +21,7 @@ def task(cfg: DictConfig) -> float:
 
     Sweep directories are stable, so a job that runs again (a requeue, a re-launched sweep) resumes from
     its last.pt, or is skipped when finished (engine.train); while one process trains into a directory, a
-    second is refused (run_lock).
+    second is refused (jko_cli/run/lock.py).
     """
     run_dir = hydra_run_dir()
     train_cfg = run_task("train", run_dir, lambda: resolve(cfg), status=False)  # a refusal must not mark the run

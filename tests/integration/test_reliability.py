@@ -2,7 +2,7 @@
 
 Every interrupted run is compared with one uninterrupted run of the same command and seed (the session's
 ``reference_run``): after a resume, metrics.json and every line of metrics.jsonl must be identical, wall-clock
-and timestamp keys aside. The runs are SMALL (tests/integration/cli_runs.py): about ten seconds each.
+and timestamp keys aside. The runs are SMALL (tests/helpers/cli_runs.py): about ten seconds each.
 """
 
 from __future__ import annotations

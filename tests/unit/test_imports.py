@@ -144,3 +144,27 @@ def test_the_layers_point_one_way():
     upward = [(a, b) for a, targets in graph.items() for b in targets
               if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)]
     assert not upward, f"imports against the layering: {upward}"
+
+
+# side rooms: what each must not import (prefixes of module names)
+FORBIDDEN = {
+    "jko_cli.report": ("jko_cli.engine", "jko_cli.jko", "jko_cli.solvers", "jko_cli.tasks", "jko_cli.cli",
+                       "jko_cli.tracking", "jko_cli.models", "jko_cli.data"),
+    "jko_cli.run": ("jko_cli.engine", "jko_cli.tasks", "jko_cli.cli", "jko_cli.report", "jko_cli.tracking",
+                    "jko_cli.jko"),
+    "jko_cli.data": ("jko_cli.engine", "jko_cli.tasks", "jko_cli.cli", "jko_cli.report", "jko_cli.tracking",
+                     "jko_cli.jko", "jko_cli.solvers", "jko_cli.models", "jko_cli.run", "jko_cli.metrics"),
+    "jko_cli.models": ("jko_cli.engine", "jko_cli.tasks", "jko_cli.cli", "jko_cli.report", "jko_cli.tracking",
+                       "jko_cli.jko", "jko_cli.solvers", "jko_cli.data", "jko_cli.run", "jko_cli.metrics"),
+}
+
+
+def _inside(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_the_side_rooms_keep_to_themselves():
+    graph = import_graph()
+    bad = [(a, b) for a, targets in graph.items() for room, banned in FORBIDDEN.items() if _inside(a, room)
+           for b in targets if any(_inside(b, p) for p in banned)]
+    assert not bad, f"forbidden imports: {bad}"

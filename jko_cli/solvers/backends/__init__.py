@@ -16,8 +16,9 @@
               the GEMM-based paths to win. Wide networks are GEMM-bound and the eager ``adjoint`` path
               reuses its large buffers. On CUDA: ``compile`` where Triton is present. Else ``adjoint``.
 
-All five give the same numbers to round-off (tests/solvers/test_backends.py, tests/solvers/test_native.py).
-Callers never pick a backend function themselves: :class:`jko_cli.solvers.FixedStepSolver` does, here.
+All five give the same numbers to round-off (tests/unit/solvers/test_backends.py, tests/unit/solvers/test_native.py).
+Callers never pick a backend function themselves: :class:`jko_cli.solvers.FixedStepSolver` calls
+:func:`resolve` / :func:`kernels` and then the backend's integration.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ State y = (x, ℓ, L, R) stored as one tensor (N, d+3):
     ẋ = −∇_x Φ,   ℓ̇ = −Δ_x Φ,   L̇ = ½‖∇_x Φ‖²,   Ṙ = |∂_t Φ − ½‖∇_x Φ‖²|
 
 Autograd records every stage, so this is the slow reference every other backend is tested against
-(tests/solvers/test_backends.py). The steppers are written out per method; a test checks that they cover
+(tests/unit/solvers/test_backends.py). The steppers are written out per method; a test checks that they cover
 every tableau of :mod:`jko_cli.solvers.methods`.
 """
 

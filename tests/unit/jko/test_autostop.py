@@ -1,7 +1,7 @@
 """Choosing K (jko.n_steps=auto, jko_cli/jko/autostop.py) and the geometric schedule (jko_cli/jko/schedule.py).
 
 The numerics of the statistic are checked in float64 against the composed flow's own log-density; the outer
-loop is run in-process on tiny samples (tests/unit/engine_runs.py, a second or two per JKO step).
+loop is run in-process on tiny samples (tests/helpers/engine_runs.py, a second or two per JKO step).
 """
 
 from __future__ import annotations

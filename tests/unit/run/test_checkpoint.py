@@ -1,4 +1,4 @@
-"""Atomic writes and safe loading (jko_cli/checkpoint.py).
+"""Atomic writes and safe loading (jko_cli/run/checkpoint.py).
 
 A write that fails midway (an exception inside the writer, a full disk at fsync, Ctrl-C) must leave the
 previous file byte-identical and no temporary file behind; loading accepts only jko-flow checkpoints made

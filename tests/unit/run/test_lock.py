@@ -1,4 +1,4 @@
-"""One trainer per run directory (jko_cli/run_lock.py)."""
+"""One trainer per run directory (jko_cli/run/lock.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ adds every parameter's gradient into a :class:`Grads`. It reverses:
 
 Every product of the batch is a GEMM, and products sharing a matrix are merged over stacked rows: per layer,
 one GEMM gives K_i's whole gradient and one the cotangents of u_{i−1} and J_{i−1} (the (N, d, m) Jacobian
-adjoint as one (N·d, m) @ (m, m) product). Checked against autograd in float64 by tests/unit/test_fastpath.py.
+adjoint as one (N·d, m) @ (m, m) product). Checked against autograd in float64 by tests/unit/solvers/test_backends.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@
 //   Δ_x Φ = Σ_j δ_0j z_1j ‖K_0x[j]‖² + h Σ_i Σ_j δ_ij z_{i+1,j} ‖KJ_i[j]‖² + Σ_{k<d} (AᵀA)_kk
 // Augmented state: ẋ = −∇_xΦ, ℓ̇ = −Δ_xΦ, L̇ = ½‖∇_xΦ‖², Ṙ = |∂_tΦ − ½‖∇_xΦ‖²| (explicit RK tableau a, b, c).
 // Training loss per sample: L + α C + α_R R with C = d/2 log 2π + ½‖z‖² − ℓ; its gradient is the reverse
-// sweep of the same scheme (checked against autograd in tests/unit/test_native.py).
+// sweep of the same scheme (checked against autograd in tests/unit/solvers/test_native.py).
 //
 // Plain C ABI, called through ctypes. Threads: OpenMP when built with -fopenmp; the library then links
 // libgomp.so.1, which inside a PyTorch process resolves to PyTorch's own, so the kernel runs on PyTorch's

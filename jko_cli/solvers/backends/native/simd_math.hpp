@@ -1,6 +1,6 @@
 // Vectorisable elementary functions shared by the native kernels (flow_kernel.cpp, kernel_sum.cpp):
 // exp of a non-positive argument and log(1 + e) on [0, 1], as plain arithmetic the compiler can put in
-// SIMD lanes (libm's calls cannot be). Accuracy: a few ulp (tests/unit/test_native.py checks both kernels
+// SIMD lanes (libm's calls cannot be). Accuracy: a few ulp (tests/unit/solvers/test_native.py checks both kernels
 // against torch to 1e-10 relative in double).
 #pragma once
 
