@@ -7,10 +7,11 @@ config is turned into objects with :func:`to_train_config`, before any work star
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING, OmegaConf
 
@@ -27,6 +28,33 @@ class ConfigValueError(UserError, ValueError):
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise ConfigValueError(f"{key}={value!r}: {rule}")
+
+
+# Upper limits of sizes and counts: far beyond any real run, below what would exhaust memory at once
+MAX_POINTS = 10**8  # points of a split, a sample or a batch
+MAX_STEPS = 10**4  # solver steps per block
+MAX_COUNT = 10**12  # Adam steps, epochs between events
+MAX_SEED = 2**62  # seeds (numpy and torch take non-negative seeds; train adds offsets of 10 000 + k)
+OPEN = "open"  # a limit flag: the lower bound itself is not allowed (lo < value)
+
+
+def _limits(obj: Any, prefix: str, limits: dict[str, tuple]) -> None:
+    """Every numeric key: a finite number within [lo, hi] ((lo, hi] with OPEN); None passes (a null default).
+    Runs after the class's own checks, whose messages say more; this catches what they leave: inf, nan,
+    negative seeds, absurd sizes."""
+    for key, (lo, hi, *flags) in limits.items():
+        value = getattr(obj, key)
+        if value is None or isinstance(value, str):
+            continue
+        name = f"{prefix}{key}"
+        _check(math.isfinite(value), name, value, "must be a finite number")
+        low_ok = value > lo if OPEN in flags else value >= lo
+        rule = f"must be {'>' if OPEN in flags else '>='} {_fmt(lo)} and <= {_fmt(hi)}"
+        _check(low_ok and value <= hi, name, value, rule)
+
+
+def _fmt(bound: float) -> str:
+    return str(bound) if abs(bound) < 10**6 else f"{float(bound):.3g}"
 
 
 # The lists of choices come from the registries that implement them (one source of truth each).
@@ -50,6 +78,9 @@ class DatasetConfig:
     data_root: str | None = None  # MAF sets: null → $JKO_FLOW_DATA, else the user cache directory
     plot_pairs: list | None = None  # the samples plot's coordinate pairs (0-based), e.g. [[16, 17]]; null → [[0, 1]]
 
+    LIMITS: ClassVar[dict] = {"n_train": (1, MAX_POINTS), "n_val": (2, MAX_POINTS), "n_test": (2, MAX_POINTS),
+                              "dim": (2, 10**4), "components": (1, 10**4), "structure_seed": (0, MAX_SEED)}
+
     def __post_init__(self):
         _check(self.name in DATASETS, "dataset.name", self.name, f"allowed: {', '.join(DATASETS)}")
         for pair in self.plot_pairs or []:
@@ -66,6 +97,7 @@ class DatasetConfig:
         _check(self.dim is None or self.dim >= 2, "dataset.dim", self.dim, "must be >= 2 (or null for 2)")
         _check(self.components >= 1, "dataset.components", self.components, "must be >= 1")
 
+        _limits(self, "dataset.", self.LIMITS)
     def pairs(self, dim: int) -> list[tuple[int, int]]:
         """The samples plot's coordinate pairs, checked against the data's dimension."""
         pairs = [tuple(p) for p in self.plot_pairs] if self.plot_pairs else [(0, 1)]
@@ -81,11 +113,14 @@ class ModelConfig:
     rank: int | None = None  # None → min(10, d + 1)
     alpha_R: float = 0.5  # HJB-residual weight
 
+    LIMITS: ClassVar[dict] = {"width": (1, 4096), "depth": (2, 64), "rank": (1, 4096), "alpha_R": (0, 1e6)}
+
     def __post_init__(self):
         _check(self.width >= 1, "model.width", self.width, "must be >= 1")
         _check(self.depth >= 2, "model.depth", self.depth, "must be >= 2")
         _check(self.rank is None or self.rank >= 1, "model.rank", self.rank, "must be >= 1 or null")
         _check(self.alpha_R >= 0, "model.alpha_R", self.alpha_R, "must be >= 0")
+        _limits(self, "model.", self.LIMITS)
 
 
 @dataclass
@@ -96,12 +131,16 @@ class SolverConfig:
     rtol: float = 1e-5  # adaptive solvers only
     atol: float = 1e-5  # adaptive solvers only
 
+    LIMITS: ClassVar[dict] = {"n_steps": (1, MAX_STEPS), "n_steps_eval": (1, MAX_STEPS), "rtol": (0, 1, OPEN),
+                              "atol": (0, 1, OPEN)}
+
     def __post_init__(self):
         _check(self.method in FIXED_METHODS, "solver.method", self.method,
                f"allowed for training: {', '.join(FIXED_METHODS)} "
                f"({', '.join(ADAPTIVE_METHODS)} is for evaluate/sample)")
         _check(self.n_steps >= 1, "solver.n_steps", self.n_steps, "must be >= 1")
         _check(self.n_steps_eval >= 1, "solver.n_steps_eval", self.n_steps_eval, "must be >= 1")
+        _limits(self, "solver.", self.LIMITS)
 
 
 @dataclass
@@ -132,6 +171,9 @@ class JKOConfig:
     def auto(self) -> bool:
         return self.n_steps == AUTO
 
+    LIMITS: ClassVar[dict] = {"n_steps": (1, 1000), "max_steps": (1, 1000), "growth": (0, 100, OPEN),
+                              "auto_tol": (0, 1e6), "epochs_scale": (1, 10**4)}
+
     def __post_init__(self):
         _check(self.epochs_scale >= 1, "jko.epochs_scale", self.epochs_scale, "must be >= 1")
         _check(self.schedule in SCHEDULES, "jko.schedule", self.schedule, f"allowed: {', '.join(SCHEDULES)}")
@@ -143,6 +185,7 @@ class JKOConfig:
         _check(self.max_steps >= 1, "jko.max_steps", self.max_steps, "must be >= 1")
         _check(self.growth > 0, "jko.growth", self.growth, "must be > 0 (alpha_k = alpha · growth^(k−1))")
         _check(self.auto_tol >= 0, "jko.auto_tol", self.auto_tol, "must be >= 0 (standard errors of the val NLL)")
+        _limits(self, "jko.", self.LIMITS)
 
 
 @dataclass
@@ -171,6 +214,13 @@ class TrainerConfig:
     inject_nan_at: int = 0  # fault injection for tests: Adam step n (1-based, whole run) gets a NaN loss; 0 = off
     fast: str = "auto"  # integration backend (jko_cli/solvers/backends): off | adjoint | compile | native | auto
 
+    LIMITS: ClassVar[dict] = {
+        "epochs_per_step": (1, 10**7), "batch_size": (1, MAX_POINTS), "lr": (0, 100, OPEN), "num_threads": (0, 1024),
+        "eval_samples": (2, 10**7), "mmd_draws": (2, 10**4), "step_eval_samples": (2, 10**7),
+        "max_adam_steps": (1, MAX_COUNT), "early_stop_every": (0, MAX_COUNT), "early_stop_patience": (1, 10**6),
+        "early_stop_min_delta": (0, 1e6), "checkpoint_every": (1, MAX_COUNT), "fault_lr_factor": (0, 1, OPEN),
+        "max_faults": (0, 1000), "inject_nan_at": (0, MAX_COUNT)}
+
     def __post_init__(self):
         for key in ("epochs_per_step", "batch_size", "eval_samples", "mmd_draws", "step_eval_samples"):
             _check(getattr(self, key) >= 1, f"trainer.{key}", getattr(self, key), "must be >= 1")
@@ -190,6 +240,7 @@ class TrainerConfig:
         _check(self.dtype in DTYPES, "trainer.dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
         _check(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "must be >= 0 (0 = default)")
         _check(self.fast in BACKENDS, "trainer.fast", self.fast, f"allowed: {', '.join(BACKENDS)}")
+        _limits(self, "trainer.", self.LIMITS)
 
 
 @dataclass
@@ -218,11 +269,14 @@ class TrainConfig:
     seed: int = 0  # seeds data draws, initialisation, shuffling and sampling
     resume: str | None = None  # a run directory to continue from its last checkpoint
 
+    LIMITS: ClassVar[dict] = {"alpha": (0, 1e8, OPEN), "seed": (0, MAX_SEED)}
+
     def __post_init__(self):
         _check(self.alpha > 0, "alpha", self.alpha, "must be > 0 (the JKO step size)")
         n_train = self.dataset.n_train  # None: a whole fixed split, checked against its size at load time
         _check(n_train is None or self.trainer.batch_size <= n_train, "trainer.batch_size", self.trainer.batch_size,
                f"must be <= dataset.n_train ({n_train})")
+        _limits(self, "", self.LIMITS)
 
 
 @dataclass
@@ -235,6 +289,9 @@ class EvalSolverConfig:
     rtol: float = 1e-5  # dopri5's relative tolerance
     atol: float = 1e-5  # dopri5's absolute tolerance
 
+    LIMITS: ClassVar[dict] = {"n_steps": (1, MAX_STEPS), "n_steps_eval": (1, MAX_STEPS), "rtol": (0, 1, OPEN),
+                              "atol": (0, 1, OPEN)}
+
     def __post_init__(self):
         allowed = FIXED_METHODS + ADAPTIVE_METHODS
         _check(self.method is None or self.method in allowed, "solver.method", self.method,
@@ -242,42 +299,52 @@ class EvalSolverConfig:
         _check(self.n_steps_eval is None or self.n_steps_eval >= 1, "solver.n_steps_eval", self.n_steps_eval,
                "must be >= 1")
         _check(self.rtol > 0 and self.atol > 0, "solver.rtol/atol", (self.rtol, self.atol), "must be > 0")
+        _limits(self, "solver.", self.LIMITS)
 
 
 @dataclass
 class EvaluateConfig:
     run: str = MISSING  # a finished run directory
+    out: str | None = None  # the JSON file (or an existing directory); null = <run>/eval_<timestamp>.json
     step: int | None = None  # evaluate the flow of the first `step` JKO blocks; None = all
-    n_samples: int = 6000  # generated points per MMD draw
-    draws: int = 5  # independent draws for mmd_paper's mean and standard error
+    n_samples: int | None = None  # generated points per MMD draw; null = the run's trainer.eval_samples
+    draws: int | None = None  # independent draws for mmd_paper's mean and se; null = the run's trainer.mmd_draws
     w2_points: int = 2000  # points per side for the exact W2 (2-D sets)
     seed: int | None = None  # None = the run's seed (reproduces the run's own metrics)
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # 0 → torch's default
     solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
 
+    LIMITS: ClassVar[dict] = {"step": (1, 1000), "n_samples": (2, 10**7), "draws": (2, 10**4),
+                              "w2_points": (2, 20_000), "seed": (0, MAX_SEED), "num_threads": (0, 1024)}
+
     def __post_init__(self):
         _check(self.step is None or self.step >= 1, "step", self.step, "must be >= 1 (or null for all)")
         for key in ("n_samples", "draws", "w2_points"):
-            _check(getattr(self, key) >= 2, key, getattr(self, key), "must be >= 2")
+            value = getattr(self, key)
+            _check(value is None or value >= 2, key, value, "must be >= 2")
         _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
+        _limits(self, "", self.LIMITS)
 
 
 @dataclass
 class SampleConfig:
     run: str = MISSING  # a finished run directory
     n: int = 10000  # samples to draw
-    out: str | None = None  # .npy path; None = <run>/samples_<timestamp>.npy
+    out: str | None = None  # a .npy file (or an existing directory); null = <run>/samples_<timestamp>.npy
     step: int | None = None  # sample the flow of the first `step` JKO blocks; None = all
     seed: int = 0  # seeds the latent draws
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # 0 → torch's default
     solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
 
+    LIMITS: ClassVar[dict] = {"n": (1, MAX_POINTS), "step": (1, 1000), "seed": (0, MAX_SEED), "num_threads": (0, 1024)}
+
     def __post_init__(self):
         _check(self.n >= 1, "n", self.n, "must be >= 1")
         _check(self.step is None or self.step >= 1, "step", self.step, "must be >= 1 (or null for all)")
         _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
+        _limits(self, "", self.LIMITS)
 
 
 def conf_dir() -> str:

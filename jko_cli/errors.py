@@ -18,8 +18,12 @@ OS_ERRNOS = {
 
 
 def check_writable_dir(path: str) -> None:
-    """Raise a one-line UserError unless ``path`` is, or can be created as, a writable directory."""
+    """Raise a one-line UserError unless ``path`` is, or can be created as, a writable directory.
+
+    Tried for real (a directory made and removed in the nearest existing ancestor): permission bits say yes
+    on pseudo file systems such as /proc, where nothing can be created."""
     import os
+    import tempfile
     from pathlib import Path
 
     p = Path(path).absolute()
@@ -30,6 +34,11 @@ def check_writable_dir(path: str) -> None:
         raise UserError(f"output directory {p}: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"output directory {p}: {probe} is not writable")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".jko-flow-probe-", dir=probe))
+    except OSError as exc:
+        raise UserError(f"output directory {p}: nothing can be created in {probe} "
+                        f"({OS_ERRNOS.get(exc.errno, exc.strerror)})") from None
 
 
 def as_user_error(exc: BaseException) -> UserError | None:

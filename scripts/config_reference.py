@@ -1,6 +1,6 @@
 """Print the configuration reference (every key of every command's schema, its type, default and comment)
-as Markdown: ``python scripts/config_reference.py``. docs/configuration.md holds its output between the
-``<!-- keys -->`` markers; tests/config/test_reference.py fails when the two differ."""
+as Markdown: ``python scripts/config_reference.py``; ``--write`` puts it into docs/configuration.md between
+the ``<!-- keys -->`` markers. tests/config/test_reference.py fails when the two differ."""
 
 from __future__ import annotations
 
@@ -93,5 +93,16 @@ def reference() -> str:
     return "\n".join(parts)
 
 
+def write(doc: Path) -> None:
+    head, rest = doc.read_text().split("<!-- keys -->\n", 1)
+    tail = rest.split("<!-- /keys -->", 1)[1]
+    doc.write_text(f"{head}<!-- keys -->\n{reference().rstrip()}\n<!-- /keys -->{tail}")
+
+
 if __name__ == "__main__":
-    print(reference())
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        write(Path(__file__).resolve().parents[1] / "docs" / "configuration.md")
+    else:
+        print(reference())

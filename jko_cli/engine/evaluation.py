@@ -13,6 +13,7 @@ from jko_cli import metrics as M
 from jko_cli.config import ConfigValueError
 from jko_cli.data.registry import DataSplits
 from jko_cli.engine.runtime import Runtime
+from jko_cli.errors import UserError
 from jko_cli.jko.flow import ComposedFlow
 from jko_cli.solvers import build_solver
 
@@ -21,16 +22,18 @@ INVERSE_POINTS = 2000
 
 
 def final_metrics(flow: ComposedFlow, data: DataSplits, rt: Runtime, n_samples: int, draws: int,
-                  generator: torch.Generator) -> tuple[dict, np.ndarray]:
+                  generator: torch.Generator, check=lambda: None) -> tuple[dict, np.ndarray]:
     """nll_test (+ at 2× steps), mmd_paper mean ± se over draws with its floor, mmd, inverse_error.
 
-    Returns (metrics, generated samples of the first draw).
+    Returns (metrics, generated samples of the first draw). ``check()`` runs between the parts (a stop request
+    raises there).
     """
     test = rt.tensor(data.test)
     out = {"nll_test": M.nll(flow, test), "nll_test_2x": M.nll(flow.refined(), test), "n_test": len(data.test),
            "n_steps_eval": flow.solver.n_steps}
     paper, floor, first = [], [], None
     for _i in range(draws):
+        check()
         with torch.inference_mode():
             gen = flow.sample(n_samples, generator).cpu()
         ref = torch.as_tensor(data.fresh(n_samples))
@@ -91,8 +94,32 @@ def _runtime(cfg, run) -> Runtime:
     return setup(trainer, run.cfg.seed)
 
 
-def evaluate_run(cfg, run_dir: Path) -> dict:
-    """Every metric of DESIGN.md §3 for a finished run, into run_dir/eval_<stamp>.json (never metrics.json)."""
+def output_path(run_dir: str | Path, out: str | None, prefix: str, suffix: str) -> Path:
+    """Where evaluate / sample writes: ``out`` as given (it must end in ``suffix``), inside ``out`` when it is
+    an existing directory, else <run>/<prefix>_<stamp><suffix>. Its directory must be writable (a finished run
+    on read-only storage is evaluated with out= elsewhere). UserError in one line otherwise; nothing is written."""
+    from jko_cli.errors import check_writable_dir
+
+    if out is None:
+        path = Path(run_dir) / f"{prefix}_{timestamp()}{suffix}"
+    elif Path(out).is_dir():
+        path = Path(out) / f"{prefix}_{timestamp()}{suffix}"
+    elif Path(out).suffix != suffix:
+        raise UserError(f"out={out}: must be a {suffix} file or an existing directory")
+    else:
+        path = Path(out)
+    try:
+        check_writable_dir(str(path.parent))
+    except UserError as exc:
+        hint = "; give out=FILE or out=DIR on writable storage" if out is None else ""
+        raise UserError(f"{exc}{hint}") from None
+    return path
+
+
+def evaluate_run(cfg, run_dir: Path, path: Path | None = None) -> dict:
+    """Every metric of DESIGN.md §3 for a finished run, into ``path`` (default <run>/eval_<stamp>.json; never
+    metrics.json). Sample counts not given (n_samples, draws: null) are the run's own, so that with the run's
+    solver and seed the run's own metrics come back."""
     from jko_cli.data.registry import load_dataset_cfg
     from jko_cli.run.files import save_json
     from jko_cli.run.finished import load_run
@@ -102,16 +129,20 @@ def evaluate_run(cfg, run_dir: Path) -> dict:
     flow = _flow_for(run, cfg.solver, cfg.step, rt)
     data = load_dataset_cfg(run.cfg.dataset, run.cfg.seed)
     seed = run.cfg.seed if cfg.seed is None else cfg.seed
+    n_samples = run.cfg.trainer.eval_samples if cfg.n_samples is None else cfg.n_samples
+    draws = run.cfg.trainer.mmd_draws if cfg.draws is None else cfg.draws
+    log.info("evaluate %s: %d samples × %d draws (%s)", run_dir, n_samples, draws,
+             "the run's own" if cfg.n_samples is None and cfg.draws is None else "as given")
     gen = torch.Generator().manual_seed(seed + 10_000)  # the generator train() uses for its final metrics
     start = time.perf_counter()
-    out, samples = final_metrics(flow, data, rt, cfg.n_samples, cfg.draws, gen)
+    out, samples = final_metrics(flow, data, rt, n_samples, draws, gen)
     if data.dim == 2:
         n = min(cfg.w2_points, len(samples))
         out["w2"] = w2_exact(samples[:n].astype(np.float64), data.fresh(n))
         out["w2_points"] = n
     out.update(run=str(run_dir), step=len(flow), solver=flow.solver.method, seed=seed,
                wall_s=round(time.perf_counter() - start, 3))
-    path = Path(run_dir) / f"eval_{timestamp()}.json"
+    path = output_path(run_dir, None, "eval", ".json") if path is None else path
     save_json(path, out)
     log.info("evaluate %s (step %d, %s): nll_test=%.4f (2x %.4f), mmd_paper=%.3g ± %.1g, mmd=%.3g%s → %s",
              run_dir, len(flow), flow.solver.describe(), out["nll_test"], out["nll_test_2x"], out["mmd_paper"],
@@ -120,7 +151,7 @@ def evaluate_run(cfg, run_dir: Path) -> dict:
 
 
 def sample_run(cfg, run_dir: Path, out: Path) -> np.ndarray:
-    """cfg.n samples of a finished run's flow → out (.npy) and a plot beside it (out with .png)."""
+    """cfg.n samples of a finished run's flow → out (exactly that .npy path) and a plot beside it (.png)."""
     from jko_cli import plotting
     from jko_cli.data.registry import load_dataset_cfg
     from jko_cli.run.finished import load_run
@@ -131,9 +162,11 @@ def sample_run(cfg, run_dir: Path, out: Path) -> np.ndarray:
     with torch.inference_mode():
         x = flow.sample(cfg.n, torch.Generator().manual_seed(cfg.seed)).cpu().numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, x)
+    with open(out, "wb") as fh:  # a file object: np.save adds no suffix of its own
+        np.save(fh, x)
     d = run.cfg.dataset
     data = load_dataset_cfg(d, run.cfg.seed)
-    plotting.samples_vs_data(out.with_suffix(".png"), data.test, x, f"{d.name}: {cfg.n} samples, K={len(flow)}")
-    log.info("wrote %d samples to %s (plot %s)", cfg.n, out, out.with_suffix(".png"))
+    plot = out.with_suffix(".png")
+    plotting.samples_vs_data(plot, data.test, x, f"{d.name}: {cfg.n} samples, K={len(flow)}")
+    log.info("wrote %d samples to %s (plot %s)", cfg.n, out, plot)
     return x

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import jko_cli
-from jko_cli.config import TrainerConfig
+from jko_cli.config import ConfigValueError, TrainerConfig
 
 
 @dataclass
@@ -40,13 +40,15 @@ class Runtime:
         return torch.as_tensor(array).to(device=self.device, dtype=self.dtype)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, key: str = "trainer.device") -> torch.device:
+    """The torch device for a device setting (auto: a GPU if torch sees one); ConfigValueError if there is none."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name!r}: no CUDA device is available here; allowed: auto, cpu")
+        raise ConfigValueError(f"{key}={name!r}: torch {torch.__version__} sees no CUDA device here; allowed: auto, "
+                               "cpu")
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-        raise RuntimeError(f"trainer.device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigValueError(f"{key}={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 

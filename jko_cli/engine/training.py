@@ -31,7 +31,7 @@ from jko_cli.jko.state import JKOState
 from jko_cli.models import build_model
 from jko_cli.models.potential import gaussian_log_prob
 from jko_cli.run.checkpoint import load_checkpoint, save_checkpoint
-from jko_cli.run.files import RunFiles, save_json
+from jko_cli.run.files import RunFiles, read_status, save_json
 from jko_cli.run.resume import RESUME_SAFE_KEYS, config_differences, stored_config
 from jko_cli.run.signals import StopFlag, StopRequested, graceful_stop
 from jko_cli.solvers import evaluation_solver, training_solver
@@ -89,17 +89,35 @@ class Trainer:
         self.stop.check()
 
 
+FINISHED, RESUME, NEW = "finished", "resume", "new"  # what train() does with a run directory (preflight)
+
+
+def preflight(cfg: TrainConfig, run_dir: Path) -> str:
+    """What :func:`train` would do with run_dir, found without writing anything: FINISHED (a finished run of
+    this config: skip), RESUME (its last.pt continues), NEW; a finished run or a checkpoint of a different
+    config raises ConfigValueError (nothing of the run is touched)."""
+    root = Path(run_dir)
+    last = root / "checkpoints" / "last.pt"
+    finished = (root / "metrics.json").is_file() and read_status(root) == "finished"
+    if not finished and not last.is_file():
+        return NEW
+    diff = config_differences(stored_config(load_checkpoint(last)), cfg)
+    if diff and finished:
+        raise ConfigValueError(f"{run_dir} holds a finished run with a different config ({', '.join(diff)} "
+                               "differ); choose another output directory")
+    if diff:
+        raise ConfigValueError(f"{run_dir}: its checkpoint was made with a different config ({', '.join(diff)} "
+                               f"differ); a resumed run may change only {', '.join(RESUME_SAFE_KEYS)}")
+    return FINISHED if finished else RESUME
+
+
 def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None) -> dict:
     """Train JKO-Flow as configured; write checkpoints, metrics and plots under run_dir; return metrics.
-    ``job``: where a launcher placed this run (for provenance.json)."""
-    files = RunFiles(run_dir)
-    if files.finished():
-        diff = config_differences(stored_config(load_checkpoint(files.ckpt / "last.pt")), cfg)
-        if diff:
-            raise ConfigValueError(f"{run_dir} holds a finished run with a different config ({', '.join(diff)} "
-                                   "differ); choose another output directory")
+    ``job``: where a launcher placed this run (for provenance.json). A finished run of the same config is
+    skipped (its metrics are returned); see :func:`preflight`."""
+    if preflight(cfg, run_dir) == FINISHED:
         log.info("%s already holds a finished run: skipping (delete metrics.json to train again)", run_dir)
-        return json.loads((files.root / "metrics.json").read_text())
+        return json.loads((Path(run_dir) / "metrics.json").read_text())
     start = time.perf_counter()
     tr = Trainer(cfg, run_dir)
     resumed = tr.resume_if_possible()
@@ -113,12 +131,15 @@ def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None) -> dict:
         try:
             while not outer_done(cfg.jko, tr.state):
                 jko_step(tr, len(tr.state.blocks) + 1)
+            # training is done and checkpointed: a signal now stops the final evaluation, and a resume redoes it
+            stop.then = (f"stopping the final evaluation (training is checkpointed; jko-flow train "
+                         f"resume={tr.files.root} computes the final metrics)")
+            out = finish(cfg, tr.state, tr.data, tr.rt, tr.files,
+                         wall_s=tr.state.wall_s + time.perf_counter() - start, check=stop.check)
         except StopRequested:
             tr.files.status("interrupted", resume=f"jko-flow train resume={tr.files.root}")
             tr.files.close()
             raise
-        # a signal from here on lets the final metrics finish (seconds): the run then ends as finished
-        out = finish(cfg, tr.state, tr.data, tr.rt, tr.files, wall_s=tr.state.wall_s + time.perf_counter() - start)
         tracker.finish(out, tr.files.root)
         return out
 
@@ -240,20 +261,24 @@ def outer_loop_summary(cfg: TrainConfig, state: JKOState) -> dict:
     return out
 
 
-def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, files: RunFiles, wall_s: float) -> dict:
-    """Metrics of the composed flow → metrics.json; plots; status 'finished'."""
+def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, files: RunFiles, wall_s: float,
+           check=lambda: None) -> dict:
+    """Metrics of the composed flow → metrics.json; plots; status 'finished'. ``check`` is called between the
+    parts (it raises StopRequested on a signal); metrics.json, the mark of a finished run, comes after the last."""
     flow = ComposedFlow(state.blocks, evaluation_solver(cfg))
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)
-    out, samples = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen)
+    out, samples = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen, check)
     out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,
                adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
                wall_s=round(wall_s, 3), steps=state.steps)
     out.update(outer_loop_summary(cfg, state))
+    check()
     eval_start = time.perf_counter()
-    np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
     if cfg.trainer.plots:
         make_plots(flow, state.epochs, state.steps, data, samples, files.plots, cfg.seed, cfg.dataset.pairs(data.dim))
+    check()
     out["wall_s"] = round(wall_s + time.perf_counter() - eval_start, 3)
+    np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
     save_json(files.root / "metrics.json", out)
     files.event("final", {k: v for k, v in out.items() if k != "steps"})
     files.status("finished", wall_s=out["wall_s"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ from jko_cli.errors import UserError
 from jko_cli.run.files import atomic_write
 
 FORMAT = "jko-flow/1"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -19,8 +21,14 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """payload: plain values only (tensors, numbers, strings, lists, dicts)."""
-    atomic_write(path, lambda fh: torch.save({"format": FORMAT, **payload}, fh))
+    """payload: plain values only (tensors, numbers, strings, lists, dicts).
+
+    Serialised in memory first, then written: a full disk is then an OSError of the write itself (one line:
+    "disk full"), not torch's zip writer failing mid-archive; the old file stays until the rename."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
+    data = buffer.getbuffer()
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -28,6 +36,11 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith((ZIP_MAGIC, b"\x80")):  # neither torch's zip archive nor a legacy pickle
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle); "
+                              "nothing was executed")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the pickle protocol of foreign files

@@ -28,8 +28,11 @@ class StopRequested(Exception):
 
 
 class StopFlag:
+    """Set by the first signal; ``then`` says what the run does about it (logged when the signal comes)."""
+
     def __init__(self):
         self.signum: int | None = None
+        self.then = "finishing the current Adam step, then checkpointing"
 
     def __bool__(self) -> bool:
         return self.signum is not None
@@ -65,9 +68,8 @@ def graceful_stop():
             os._exit(130)  # second Ctrl-C: leave now
         if flag.signum is None:  # the first signal says why the run stops (a later SIGTERM must not hide a
             flag.signum = signum  # preemption signal, which requeues)
-        then = "checkpointing, then requeuing" if signum == preemption_signal() else "checkpointing"
-        log.warning("%s received: finishing the current Adam step, then %s (Ctrl-C again to quit now)",
-                    signal.Signals(signum).name, then)
+        requeue = ", then requeuing" if signum == preemption_signal() else ""
+        log.warning("%s received: %s%s (Ctrl-C again to quit now)", signal.Signals(signum).name, flag.then, requeue)
 
     previous = {s: signal.signal(s, handler) for s in trapped_signals()}
     try:

@@ -7,8 +7,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from jko_cli.errors import as_user_error
-from jko_cli.run.files import save_json
+from jko_cli.errors import as_user_error, print_error
+from jko_cli.run.files import atomic_write, save_json
+from jko_cli.run.logs import to_log_files
 from jko_cli.run.signals import StopRequested, preemption_signal
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,24 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def write_hydra_record(cfg, directory: Path) -> None:
+    """What Hydra would have written before the task (hydra.output_subdir is off, see conf/train.yaml):
+    config.yaml (the task's config), hydra.yaml, overrides.yaml, into ``directory``, atomically."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_cfg = HydraConfig.get()
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra_cfg})),
+                       ("overrides.yaml", hydra_cfg.overrides.task)):
+        text = OmegaConf.to_yaml(node)
+        atomic_write(directory / name, lambda fh, text=text: fh.write(text.encode()))
+
+
 def run_task(command: str, run_dir: Path | None, work: Callable[[], dict], status: bool = True):
     """Run ``work``. On failure: log it, mark status.json (if ``status``), then exit.
 
-    A user error (bad input, missing file, full disk, …) is logged as one line and exits with code 2;
-    anything else is a bug and keeps its traceback.
+    A user error (bad input, missing file, full disk, …) is one line on stderr (and in the run's log file, if
+    one is open) and exits with code 2; anything else is a bug and keeps its traceback.
     """
     try:
         return work()
@@ -44,7 +58,8 @@ def run_task(command: str, run_dir: Path | None, work: Callable[[], dict], statu
         if user is None:
             log.exception("failed: %s", exc)
             raise
-        log.error("jko-flow %s: error: %s", command, user)
+        to_log_files(log, logging.ERROR, f"jko-flow {command}: error: {user}")
+        print_error(command, str(user))
         raise SystemExit(2) from None
 
 

@@ -1,26 +1,41 @@
-"""Hydra tasks for ``jko-flow evaluate`` and ``jko-flow sample`` (a finished run in, files beside it)."""
+"""Hydra tasks for ``jko-flow evaluate`` and ``jko-flow sample`` (a finished run in, files where out= says).
+
+The output goes where out= says (default: into the run), the log to <run>/<command>.log as before; a run on
+read-only storage is evaluated or sampled with out= elsewhere, and then logs to the console only.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from jko_cli.config import to_object
-from jko_cli.engine.evaluation import evaluate_run, sample_run, timestamp
+from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run
+from jko_cli.run.logs import log_file
 from jko_cli.tasks.common import run_task
 
 log = logging.getLogger(__name__)
 
 
+def _run_log(run: Path, command: str) -> Path | None:
+    return run / f"{command}.log" if os.access(run, os.W_OK | os.X_OK) else None
+
+
 def evaluate_task(cfg: DictConfig) -> float:
     ecfg = to_object(cfg)
-    out = run_task("evaluate", Path(ecfg.run), lambda: evaluate_run(ecfg, Path(ecfg.run)), status=False)
+    run = Path(ecfg.run)
+    path = run_task("evaluate", run, lambda: output_path(run, ecfg.out, "eval", ".json"), status=False)
+    with log_file(_run_log(run, "evaluate")):
+        out = run_task("evaluate", run, lambda: evaluate_run(ecfg, run, path), status=False)
     return out["nll_test"]
 
 
 def sample_task(cfg: DictConfig) -> None:
     scfg = to_object(cfg)
-    out = Path(scfg.out) if scfg.out else Path(scfg.run) / f"samples_{timestamp()}.npy"
-    run_task("sample", Path(scfg.run), lambda: sample_run(scfg, Path(scfg.run), out), status=False)
+    run = Path(scfg.run)
+    path = run_task("sample", run, lambda: output_path(run, scfg.out, "samples", ".npy"), status=False)
+    with log_file(_run_log(run, "sample")):
+        run_task("sample", run, lambda: sample_run(scfg, run, path), status=False)

@@ -67,6 +67,46 @@ def check_launcher(conf_dir: str, overrides: list[str]) -> None:
                                 f"{how}")
 
 
+def check_variant(command: str, overrides: list[str], cfg) -> None:
+    """Everything that can be known of one composed command line before it runs; UserError otherwise."""
+    from jko_cli.engine.evaluation import output_path
+    from jko_cli.engine.runtime import pick_device
+
+    obj = to_object(cfg)
+    check_known_keys(cfg, type(obj), overrides, command)
+    if hasattr(obj, "run"):  # evaluate / sample: the run must exist and be finished; the output writable
+        check_finished(obj.run)
+        output_path(obj.run, obj.out, *(("eval", ".json") if command == "evaluate" else ("samples", ".npy")))
+    if getattr(obj, "resume", None):  # train resume=DIR: there must be a checkpoint to continue
+        check_resumable(obj.resume)
+    if hasattr(obj, "dataset"):  # a missing data file fails now, before any run directory exists
+        check_available(obj.dataset)
+    if hasattr(obj, "logger"):  # logger=tensorboard|mlflow without the [tracking] extra
+        check_logger(obj.logger)
+    if hasattr(obj, "trainer"):  # device=cuda on a machine without one
+        pick_device(obj.trainer.device)
+    else:
+        pick_device(obj.device, "device")
+
+
+def _dotted(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out |= _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+    return out
+
+
+def check_known_keys(cfg, schema, overrides: list[str], command: str) -> None:
+    """A key the schema does not have (``+foo=1`` appends one) is refused rather than saved and ignored."""
+    from omegaconf import OmegaConf
+
+    known = _dotted(OmegaConf.to_container(OmegaConf.structured(schema)))
+    extra = sorted(_dotted(OmegaConf.to_container(cfg)) - known)
+    if extra:
+        given = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in extra] or extra
+        raise UserError(f"{given[0]}: unknown key {extra[0]!r}; `jko-flow {command} --help` lists every key")
+
+
 def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | None:
     """None if every variant composes and validates, else a one-line error message."""
     from hydra import compose, initialize_config_dir
@@ -83,16 +123,7 @@ def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | 
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             for variant in variants:
-                cfg = compose(config_name=command, overrides=variant)
-                obj = to_object(cfg)
-                if hasattr(obj, "run"):  # evaluate / sample: the run must exist and be finished
-                    check_finished(obj.run)
-                if getattr(obj, "resume", None):  # train resume=DIR: there must be a checkpoint to continue
-                    check_resumable(obj.resume)
-                if hasattr(obj, "dataset"):  # a missing data file fails now, before any run directory exists
-                    check_available(obj.dataset)
-                if hasattr(obj, "logger"):  # logger=tensorboard|mlflow without the [tracking] extra
-                    check_logger(obj.logger)
+                check_variant(command, variant, compose(config_name=command, overrides=variant))
             if command == "train":  # Hydra creates the output directory first: it must be creatable
                 check_launcher(conf_dir, overrides)
                 hydra_cfg = compose(config_name=command, overrides=variants[0] + [o for o in overrides

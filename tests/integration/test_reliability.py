@@ -230,8 +230,8 @@ def test_injected_nan_is_rolled_back_and_training_finishes(tmp_path, reference_r
 
 def test_persistent_faults_stop_with_exit_2(tmp_path, jko_flow_exe, cli_env):
     run_dir = tmp_path / "run"
-    proc = train_small(jko_flow_exe, cli_env, run_dir, "trainer.lr=1e30", "trainer.max_faults=2",
-                       "trainer.checkpoint_every=1", check=False)
+    proc = train_small(jko_flow_exe, cli_env, run_dir, "trainer.lr=100", "trainer.fault_lr_factor=0.9",
+                       "trainer.max_faults=2", "trainer.checkpoint_every=1", check=False)
     assert_one_line_error(proc, "non-finite", "trainer.fault_lr_factor", code=2)
     status = load_json(run_dir / "status.json")
     assert status["state"] == "failed" and status["error"].startswith("NumericalFault")
