@@ -111,6 +111,7 @@ def split_argv(args: list[str]) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    logging.raiseExceptions = False  # a log write that fails (a full disk) must not print a traceback per record
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

@@ -266,6 +266,8 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     """Metrics of the composed flow → metrics.json; plots; status 'finished'. ``check`` is called between the
     parts (it raises StopRequested on a signal); metrics.json, the mark of a finished run, comes after the last."""
     flow = ComposedFlow(state.blocks, evaluation_solver(cfg))
+    log.info("final evaluation of the composed flow (%d blocks, %s): nll_test, mmd_paper over %d draws of %d "
+             "samples", len(flow), flow.solver.describe(), cfg.trainer.mmd_draws, cfg.trainer.eval_samples)
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)
     out, samples = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen, check)
     out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,

@@ -33,8 +33,8 @@ def test_the_documented_reference_is_up_to_date():
     text = (REPO / "docs" / "configuration.md").read_text()
     documented = text.split("<!-- keys -->\n", 1)[1].split("<!-- /keys -->", 1)[0]
     assert documented.rstrip() == _reference_module().reference().rstrip(), (
-        "docs/configuration.md is stale: run `python scripts/config_reference.py --write` (it rewrites the table between the "
-        "<!-- keys --> markers)")
+        "docs/configuration.md is stale: run `python scripts/config_reference.py --write` (it rewrites the table "
+        "between the <!-- keys --> markers)")
 
 
 def test_every_key_of_every_command_is_documented_with_a_meaning():
