@@ -177,13 +177,23 @@ def test_a_checkpoint_write_on_a_full_disk_is_one_line(tmp_path, monkeypatch, ca
     assert len(err) == 1 and "disk full" in err[0] and "last.pt" in err[0], err
 
 
+SLOW_FINAL = ["trainer.mmd_draws=40"]  # a final evaluation of a few seconds
+
+
+@pytest.fixture(scope="module")
+def slow_final_reference(tmp_path_factory, jko_flow_exe, cli_env) -> dict:
+    ref = tmp_path_factory.mktemp("slow_final") / "ref"
+    train_small(jko_flow_exe, cli_env, ref, *SLOW_FINAL)
+    return metrics_of(ref)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_during_the_final_evaluation_leaves_a_resumable_run(signum, code, reference_run, tmp_path,
+def test_a_signal_during_the_final_evaluation_leaves_a_resumable_run(signum, code, slow_final_reference, tmp_path,
                                                                     jko_flow_exe, cli_env):
     """The final metrics take a while (many draws): a signal there stops with 128 + signum, the run stays
     interrupted without metrics.json, and a resume computes exactly the uninterrupted run's metrics."""
     run = tmp_path / "run"
-    slow = ["trainer.mmd_draws=40"]
+    slow = SLOW_FINAL
     with spawn_train(jko_flow_exe, cli_env, run, *slow) as (proc, out):
         wait_until(lambda: "final evaluation" in out.read_text(), proc, out)
         proc.send_signal(signum)
@@ -192,9 +202,7 @@ def test_a_signal_during_the_final_evaluation_leaves_a_resumable_run(signum, cod
     assert "stopping the final evaluation" in text and "Traceback" not in text
     assert load_json(run / "status.json")["state"] == "interrupted" and not (run / "metrics.json").exists()
     assert run_cli(jko_flow_exe, cli_env, tmp_path, "train", f"resume={run}").returncode == 0
-    ref = tmp_path / "ref"
-    train_small(jko_flow_exe, cli_env, ref, *slow)
-    assert metrics_of(run) == metrics_of(ref)
+    assert metrics_of(run) == slow_final_reference
 
 
 def test_sample_writes_exactly_what_it_names(reference_run, tmp_path, jko_flow_exe, cli_env):
