@@ -102,12 +102,13 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> str:
     if not finished and not last.is_file():
         return NEW
     diff = config_differences(stored_config(load_checkpoint(last)), cfg)
+    what = f"{', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}"
     if diff and finished:
-        raise ConfigValueError(f"{run_dir} holds a finished run with a different config ({', '.join(diff)} "
-                               "differ); choose another output directory")
+        raise ConfigValueError(f"{run_dir} holds a finished run with a different config ({what}); choose another "
+                               "output directory")
     if diff:
-        raise ConfigValueError(f"{run_dir}: its checkpoint was made with a different config ({', '.join(diff)} "
-                               f"differ); a resumed run may change only {', '.join(RESUME_SAFE_KEYS)}")
+        raise ConfigValueError(f"{run_dir}: its checkpoint was made with a different config ({what}); a resumed "
+                               f"run may change only {', '.join(RESUME_SAFE_KEYS)}")
     return FINISHED if finished else RESUME
 
 

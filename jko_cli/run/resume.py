@@ -20,15 +20,15 @@ def config_differences(a: TrainConfig, b: TrainConfig, ignore=RESUME_SAFE_KEYS) 
     """Dotted keys whose values differ between two configs (``ignore`` excepted)."""
     from omegaconf import OmegaConf
 
-    fa, fb = (_flatten(OmegaConf.to_container(OmegaConf.structured(c))) for c in (a, b))
+    fa, fb = (flatten(OmegaConf.to_container(OmegaConf.structured(c))) for c in (a, b))
     return sorted(k for k in fa.keys() | fb.keys() if k not in ignore and fa.get(k) != fb.get(k))
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

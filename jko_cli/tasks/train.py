@@ -77,5 +77,15 @@ def resolve(cfg: DictConfig):
     keys = [o.split("=", 1)[0].lstrip("+~") for o in given]
     baseline = to_train_config(compose(config_name="train", overrides=[o for o, k in zip(given, keys, strict=True)
                                                                        if k == "resume"]))
-    changed = set(keys) | set(config_differences(baseline, current, ignore=()))
+    every = _all_keys(baseline)
+    named = {k for k in every if any(k == g or k.startswith(g + ".") for g in keys)}  # dataset=… names dataset.*
+    changed = set(keys) | named | set(config_differences(baseline, current, ignore=()))
     return resume_config(stored_config(load_checkpoint(last)), current, sorted(changed))
+
+
+def _all_keys(cfg) -> list[str]:
+    from omegaconf import OmegaConf
+
+    from jko_cli.run.resume import flatten
+
+    return sorted(flatten(OmegaConf.to_container(OmegaConf.structured(cfg))))

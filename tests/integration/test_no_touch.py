@@ -52,6 +52,7 @@ REFUSED_OR_SKIPPED = {
     "bad value": (["train", *SMALL, "alpha=inf"], 2),
     "unknown key": (["train", *SMALL, "+foo=1"], 2),
     "resume with a group change": (["train", "resume={run}", "trainer=smoke"], 2),
+    "resume naming the default group": (["train", "resume={run}", "trainer=default"], 2),
     "resume with another data set": (["train", "resume={run}", "dataset=circles"], 2),
     "resume with jko=single": (["train", "resume={run}", "jko=single"], 2),
     "resume with alpha": (["train", "resume={run}", "alpha=1"], 2),
