@@ -36,6 +36,12 @@ def _sample_task():
     return sample_task
 
 
+def _score_task():
+    from jko_cli.tasks.evaluate import score_task
+
+    return score_task
+
+
 def _report_main():
     from jko_cli.report.command import main
 
@@ -55,6 +61,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable]] = {
                  _evaluate_task),
     "sample": ("draw samples from a finished run into a .npy file and a plot: run=DIR n=N out=FILE",
                _sample_task),
+    "score": ("log density of every point of a file under a finished run's flow: run=DIR input=FILE out=FILE",
+              _score_task),
     "report": ("summarise a sweep directory: report.csv, report.md and figures (jko-flow report DIR [--out D])",
                _report_main),
     "data": ("fetch the MAF tabular sets: data download NAME|all [--root DIR], data list", _data_main),

@@ -77,9 +77,20 @@ class DatasetConfig:
     structure_seed: int = 0  # gmm only: seeds the means and covariances (fixed across run seeds)
     data_root: str | None = None  # MAF sets: null → $JKO_FLOW_DATA, else the user cache directory
     plot_pairs: list | None = None  # the samples plot's coordinate pairs (0-based), e.g. [[16, 17]]; null → [[0, 1]]
+    # dataset=file (jko_cli/data/files.py): a user's own table
+    path: str | None = None  # dataset=file: the data file (.npy, .npz, .csv, .tsv, .parquet)
+    key: str | None = None  # dataset=file, .npz: the array to read (null = the only one)
+    columns: list | None = None  # dataset=file: columns by name or 0-based index, e.g. [x, y, 3] (null = all)
+    val_fraction: float = 0.1  # dataset=file: share of the rows held out for validation (seeded)
+    test_fraction: float = 0.1  # dataset=file: share held out for test; 0 = the validation rows double as test
+    val_path: str | None = None  # dataset=file: a separate validation file (val_fraction is then unused)
+    test_path: str | None = None  # dataset=file: a separate test file (test_fraction is then unused)
+    standardize: bool = True  # dataset=file: the model sees (x − mean) / sd of the train split; results in data units
+    drop_nonfinite: bool = False  # dataset=file: drop the rows holding NaN / inf (else such a file is refused)
 
     LIMITS: ClassVar[dict] = {"n_train": (1, MAX_POINTS), "n_val": (2, MAX_POINTS), "n_test": (2, MAX_POINTS),
-                              "dim": (2, 10**4), "components": (1, 10**4), "structure_seed": (0, MAX_SEED)}
+                              "dim": (2, 10**4), "components": (1, 10**4), "structure_seed": (0, MAX_SEED),
+                              "val_fraction": (0, 0.9), "test_fraction": (0, 0.9)}
 
     def __post_init__(self):
         _check(self.name in DATASETS, "dataset.name", self.name, f"allowed: {', '.join(DATASETS)}")
@@ -96,8 +107,14 @@ class DatasetConfig:
                f"only {', '.join(SYNTHETIC_DATASETS)} take a dimension; {self.name} has a fixed one (use null)")
         _check(self.dim is None or self.dim >= 2, "dataset.dim", self.dim, "must be >= 2 (or null for 2)")
         _check(self.components >= 1, "dataset.components", self.components, "must be >= 1")
-
         _limits(self, "dataset.", self.LIMITS)
+        if self.name == "file":
+            _check(bool(self.path), "dataset.path", self.path, "dataset=file needs the data file: dataset.path=FILE")
+            _check(self.val_fraction > 0 or self.val_path is not None, "dataset.val_fraction", self.val_fraction,
+                   "must be > 0 (or give dataset.val_path)")
+            _check(self.val_fraction + self.test_fraction < 0.95, "dataset.test_fraction", self.test_fraction,
+                   f"with dataset.val_fraction={self.val_fraction} leaves too few training rows")
+
     def pairs(self, dim: int) -> list[tuple[int, int]]:
         """The samples plot's coordinate pairs, checked against the data's dimension."""
         pairs = [tuple(p) for p in self.plot_pairs] if self.plot_pairs else [(0, 1)]
@@ -357,6 +374,27 @@ def conf_dir() -> str:
     raise RuntimeError(f"jko-flow's config directory is missing: neither {here / 'conf'} nor {here.parent / 'conf'}")
 
 
+@dataclass
+class ScoreConfig:
+    run: str = MISSING  # a finished run directory
+    input: str = MISSING  # the points to score: .npy, .npz, .csv, .tsv or .parquet
+    out: str | None = None  # .npy or .csv; null = <input without suffix>.logp.npy
+    key: str | None = None  # .npz: the array (null = the only one)
+    columns: list | None = None  # columns by name or index; null = the run's own (dataset=file) or all
+    drop_nonfinite: bool = False  # drop rows holding NaN / inf (else such a file is refused)
+    step: int | None = None  # the flow of the first `step` JKO blocks; None = all
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # 0 → torch's default
+    solver: EvalSolverConfig = field(default_factory=EvalSolverConfig)
+
+    LIMITS: ClassVar[dict] = {"step": (1, 1000), "num_threads": (0, 1024)}
+
+    def __post_init__(self):
+        _check(self.device in DEVICES, "device", self.device, f"allowed: {', '.join(DEVICES)}")
+        _check(self.out is None or self.out.endswith((".npy", ".csv")), "out", self.out, "must end in .npy or .csv")
+        _limits(self, "", self.LIMITS)
+
+
 # Used by conf/train.yaml: `resume=DIR` runs (and logs) in DIR, and keeps the run's own .hydra/ intact.
 RESOLVERS = {
     "jko_run_dir": lambda resume, default: resume if resume else default,
@@ -375,6 +413,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="sample_schema", node=SampleConfig)
+    cs.store(name="score_schema", node=ScoreConfig)
 
 
 def to_object(cfg):

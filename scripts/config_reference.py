@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jko_cli import config as C
 
-COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig}
+COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig, "score": C.ScoreConfig}
 
 
 def field_comments() -> dict[tuple[str, str], str]:

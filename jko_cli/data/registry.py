@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from jko_cli.data.maf import MAF_SETS
 from jko_cli.data.synthetic import SYNTHETIC_SETS
 from jko_cli.data.toy import TOY_SETS
+from jko_cli.data.transforms import Standardize
 from jko_cli.errors import UserError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ LogDensity = Callable[[np.ndarray], np.ndarray]
 # The data-set names, by kind: the one list the config schema validates against (jko_cli/config.py)
 TOY_DATASETS = tuple(TOY_SETS)  # FFJORD's 2-D toys
 SYNTHETIC_DATASETS = SYNTHETIC_SETS  # exact density known: kl_true
-FIXED_DATASETS = (*MAF_SETS, "digits")  # published splits (MAF, sklearn)
+FIXED_DATASETS = (*MAF_SETS, "digits", "file")  # published splits (MAF, sklearn) and a user's file
 DATASETS = TOY_DATASETS + SYNTHETIC_DATASETS + FIXED_DATASETS
 
 
@@ -53,10 +54,22 @@ class DataSplits:
     sampler: Sampler | None
     eval_rng: np.random.Generator
     log_density: LogDensity | None = None
+    transform: Standardize | None = None  # dataset=file: the splits are standardised; results go back through it
+    files: list = field(default_factory=list)  # dataset=file: path, size, SHA-256 of each file read
+    columns: list | None = None  # dataset=file: the names of the columns used
 
     @property
     def dim(self) -> int:
         return self.train.shape[1]
+
+    def to_data(self, x: np.ndarray) -> np.ndarray:
+        """Points of the model's space in the data's own units (the identity without a transform)."""
+        return x if self.transform is None else self.transform.to_data(x)
+
+    @property
+    def log_scale(self) -> float:
+        """nll in data units − nll in the model's units (Σ log sd_j; 0 without a transform)."""
+        return 0.0 if self.transform is None else self.transform.log_scale
 
     def fresh(self, n: int) -> np.ndarray:
         """n new points independent of every split (sampled sets), else a random subset of test."""
@@ -130,13 +143,51 @@ def load_dataset(name: str, n_train: int | None, n_val: int | None, n_test: int 
 
 
 def load_dataset_cfg(cfg: DatasetConfig, seed: int) -> DataSplits:
-    """:func:`load_dataset` with every key of ``cfg`` (the ``dataset`` config group)."""
+    """:func:`load_dataset` with every key of ``cfg`` (the ``dataset`` config group); dataset=file reads the
+    user's file(s) (:func:`load_file`)."""
+    if cfg.name == "file":
+        return load_file(cfg, seed)
     return load_dataset(cfg.name, cfg.n_train, cfg.n_val, cfg.n_test, seed, data_root=cfg.data_root, dim=cfg.dim,
                         components=cfg.components, structure_seed=cfg.structure_seed)
 
 
+def load_file(cfg: DatasetConfig, seed: int) -> DataSplits:
+    """dataset=file: the rows of cfg.path split by seeded fractions (or the separate val / test files), capped
+    by n_*, standardised with the training split's mean and sd when cfg.standardize."""
+    from jko_cli.data.files import check_rows, file_record, read_table, split
+    from jko_cli.data.splits import subsample
+
+    opts = dict(key=cfg.key, columns=cfg.columns, drop_nonfinite=cfg.drop_nonfinite)
+    table = read_table(cfg.path, **opts)
+    if table.dropped:
+        log.info("dataset.path=%s: dropped %d rows holding NaN or inf", cfg.path, table.dropped)
+    streams = _streams(seed)
+    extra = {name: read_table(path, **opts, what=f"dataset.{name}_path").x
+             for name, path in (("val", cfg.val_path), ("test", cfg.test_path)) if path is not None}
+    for name, x in extra.items():
+        if x.shape[1] != table.x.shape[1]:
+            raise UserError(f"dataset.{name}_path: {x.shape[1]} columns, dataset.path {table.x.shape[1]}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[4])  # the split's own stream
+    i_train, i_val, i_test = split(len(table.x), 0.0 if "val" in extra else cfg.val_fraction,
+                                   0.0 if "test" in extra else cfg.test_fraction, rng)
+    train = table.x[i_train]
+    val = extra["val"] if "val" in extra else table.x[i_val]
+    test = extra["test"] if "test" in extra else table.x[i_test] if cfg.test_fraction > 0 else val
+    check_rows({"train": train, "val": val, "test": test}, len(table.x))
+    sizes = (cfg.n_train, cfg.n_val, cfg.n_test)
+    train, val, test = (subsample(x, n, r) for x, n, r in zip((train, val, test), sizes, streams[:3], strict=True))
+    transform = Standardize.fit(train) if cfg.standardize else None
+    if transform is not None:
+        train, val, test = (transform.to_model(x) for x in (train, val, test))
+    files = [file_record(p) for p in (cfg.path, cfg.val_path, cfg.test_path) if p is not None]
+    return DataSplits("file", train, val, test, None, streams[3], transform=transform, files=files,
+                      columns=table.columns)
+
+
 def check_available(cfg: DatasetConfig) -> None:
-    """Raise the one-line UserError of a missing data file now (before any run directory exists)."""
+    """Raise the one-line UserError of a missing or unusable data file now (before any run directory exists)."""
+    if cfg.name == "file":
+        load_file(cfg, 0)
     if cfg.name in MAF_SETS:
         from jko_cli.data.maf import require_files
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-import jko_cli
 from jko_cli.config import ConfigValueError, TrainerConfig
 
 
@@ -70,7 +69,7 @@ def setup(trainer: TrainerConfig, seed: int) -> Runtime:
 
 
 def _git(*args: str) -> str | None:
-    src = Path(jko_cli.__file__).resolve().parent  # in a checkout: its commit; an installed wheel: usually none
+    src = Path(__file__).resolve().parents[1]  # the package: in a checkout, its commit; a wheel: usually none
     try:
         out = subprocess.run(["git", *args], cwd=src, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):

@@ -19,6 +19,7 @@ import torch
 
 from jko_cli import metrics as M
 from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
+from jko_cli.data.files import check_unchanged
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
 from jko_cli.engine.evaluation import final_metrics
 from jko_cli.engine.plots import make_plots
@@ -49,6 +50,7 @@ class Trainer:
         self.rt = setup(cfg.trainer, cfg.seed)
         self.data = load_dataset_cfg(cfg.dataset, cfg.seed)
         cfg.dataset.pairs(self.data.dim)  # a bad plot_pairs fails here, not after training
+        check_batch(cfg, self.data)
         self.model = build_model(cfg.model, self.data.dim).to(self.rt.device, self.rt.dtype)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.trainer.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -78,6 +80,7 @@ class Trainer:
 
     def checkpoint(self, *names: str) -> None:
         payload = self.state.payload(self.cfg, self.model, self.optimizer, self.shuffle, self.files.jsonl_offset())
+        payload.update(data_record(self.data))
         for name in names:
             save_checkpoint(self.files.ckpt / name, payload)
 
@@ -101,7 +104,8 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> str:
     finished = (root / "metrics.json").is_file() and read_status(root) == "finished"
     if not finished and not last.is_file():
         return NEW
-    diff = config_differences(stored_config(load_checkpoint(last)), cfg)
+    payload = load_checkpoint(last)
+    diff = config_differences(stored_config(payload), cfg)
     what = f"{', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}"
     if diff and finished:
         raise ConfigValueError(f"{run_dir} holds a finished run with a different config ({what}); choose another "
@@ -109,6 +113,8 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> str:
     if diff:
         raise ConfigValueError(f"{run_dir}: its checkpoint was made with a different config ({what}); a resumed "
                                f"run may change only {', '.join(RESUME_SAFE_KEYS)}")
+    if not finished and payload.get("data_files"):
+        check_unchanged(payload["data_files"], f"resume of {run_dir}")
     return FINISHED if finished else RESUME
 
 
@@ -145,10 +151,27 @@ def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None) -> dict:
         return out
 
 
+def check_batch(cfg: TrainConfig, data: DataSplits) -> None:
+    """A batch cannot be larger than the training split (a whole fixed split or file has its own size)."""
+    if cfg.trainer.batch_size > len(data.train):
+        raise ConfigValueError(f"trainer.batch_size={cfg.trainer.batch_size}: must be <= the {len(data.train)} rows "
+                               f"of {data.name}'s training split")
+
+
+def data_record(data: DataSplits) -> dict:
+    """What a checkpoint keeps of a user's data (dataset=file): the standardisation, the files, the columns."""
+    if not data.files:
+        return {}
+    return {"data_transform": None if data.transform is None else data.transform.state(),
+            "data_files": data.files, "data_columns": data.columns}
+
+
 def record_provenance(tr: Trainer, resumed: bool, job: JobInfo | None = None) -> None:
     """provenance.json on a fresh start; on a resume, the new process is appended under "resumed"."""
     path = tr.files.root / "provenance.json"
     record = provenance(tr.rt, job)
+    if tr.data.files:
+        record["data_files"] = tr.data.files
     if resumed and path.exists():
         old = json.loads(path.read_text())
         old.setdefault("resumed", []).append(record)
@@ -281,7 +304,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
         make_plots(flow, state.epochs, state.steps, data, samples, files.plots, cfg.seed, cfg.dataset.pairs(data.dim))
     check()
     out["wall_s"] = round(wall_s + time.perf_counter() - eval_start, 3)
-    np.save(files.root / "samples.npy", samples[:SAVED_SAMPLES])
+    np.save(files.root / "samples.npy", data.to_data(samples[:SAVED_SAMPLES]))  # in the data's own units
     save_json(files.root / "metrics.json", out)
     files.event("final", {k: v for k, v in out.items() if k != "steps"})
     files.status("finished", wall_s=out["wall_s"])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jko_cli.config import TrainConfig, from_yaml
+from jko_cli.data.transforms import Standardize
 from jko_cli.errors import UserError
 from jko_cli.models import build_model
 from jko_cli.models.potential import Potential
@@ -25,6 +26,9 @@ class Run:
     dim: int
     blocks: list[Potential]
     metrics: dict
+    transform: Standardize | None = None  # dataset=file: the standardisation the model was trained in
+    data_files: list = field(default_factory=list)  # dataset=file: path, size, SHA-256 at training time
+    columns: list | None = None  # dataset=file: the column names used
 
 
 def check_finished(path: str | Path) -> None:
@@ -59,4 +63,6 @@ def load_run(path: str | Path) -> Run:
         block.load_state_dict(state)
         block.requires_grad_(False)
         blocks.append(block)
-    return Run(path, cfg, dim, blocks, json.loads((path / "metrics.json").read_text()))
+    return Run(path, cfg, dim, blocks, json.loads((path / "metrics.json").read_text()),
+               Standardize.from_state(ckpt.get("data_transform")), list(ckpt.get("data_files") or []),
+               ckpt.get("data_columns"))

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from jko_cli.config import to_object
-from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run
+from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run, score_path, score_run
 from jko_cli.run.logs import log_file
 from jko_cli.tasks.common import run_task
 
@@ -39,3 +39,11 @@ def sample_task(cfg: DictConfig) -> None:
     path = run_task("sample", run, lambda: output_path(run, scfg.out, "samples", ".npy"), status=False)
     with log_file(_run_log(run, "sample")):
         run_task("sample", run, lambda: sample_run(scfg, run, path), status=False)
+
+
+def score_task(cfg: DictConfig) -> None:
+    sc = to_object(cfg)
+    run = Path(sc.run)
+    path = run_task("score", run, lambda: score_path(sc), status=False)
+    with log_file(_run_log(run, "score")):
+        run_task("score", run, lambda: score_run(sc, path), status=False)

@@ -74,13 +74,25 @@ def check_variant(command: str, overrides: list[str], cfg) -> None:
 
     obj = to_object(cfg)
     check_known_keys(cfg, type(obj), overrides, command)
-    if hasattr(obj, "run"):  # evaluate / sample: the run must exist and be finished; the output writable
+    if hasattr(obj, "run"):  # evaluate / sample / score: the run must be finished; the output writable
         check_finished(obj.run)
-        output_path(obj.run, obj.out, *(("eval", ".json") if command == "evaluate" else ("samples", ".npy")))
+        if command == "score":
+            from jko_cli.data.files import read_table
+            from jko_cli.engine.evaluation import score_path
+
+            read_table(obj.input, obj.key, obj.columns, obj.drop_nonfinite, what="input")
+            score_path(obj)
+        else:
+            output_path(obj.run, obj.out, *(("eval", ".json") if command == "evaluate" else ("samples", ".npy")))
     if getattr(obj, "resume", None):  # train resume=DIR: there must be a checkpoint to continue
         check_resumable(obj.resume)
-    if hasattr(obj, "dataset"):  # a missing data file fails now, before any run directory exists
+    if hasattr(obj, "dataset"):  # a missing or unusable data file fails now, before any run directory exists
         check_available(obj.dataset)
+        if obj.dataset.name == "file":
+            from jko_cli.data.registry import load_file
+            from jko_cli.engine.training import check_batch
+
+            check_batch(obj, load_file(obj.dataset, obj.seed))
     if hasattr(obj, "logger"):  # logger=tensorboard|mlflow without the [tracking] extra
         check_logger(obj.logger)
     if hasattr(obj, "trainer"):  # device=cuda on a machine without one

@@ -30,7 +30,7 @@ TINY = ["trainer=smoke", "trainer.plots=false", "trainer.progress=false", "train
         "jko.n_steps=2", "trainer.epochs_per_step=1", "dataset.n_train=300", "dataset.n_val=100",
         "dataset.n_test=100", "trainer.batch_size=300", "trainer.eval_samples=100", "trainer.step_eval_samples=50"]
 TINY_EVAL = ["n_samples=100", "draws=2", "w2_points=50", "num_threads=1", "n=50"]
-COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig}
+COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig}  # score: below
 
 
 def numeric_keys(schema, prefix: str = ""):

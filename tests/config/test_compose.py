@@ -56,6 +56,11 @@ def test_defaults_compose_to_valid_config(hydra_conf):
 def test_every_option_composes(hydra_conf, group, option):
     raw = hydra_conf([f"{group}={option}"])
     preset = OmegaConf.load(CONF / group / f"{option}.yaml")
+    if (group, option) == ("dataset", "file"):  # a user's file: it must be named
+        with pytest.raises(C.ConfigValueError, match="dataset.path"):
+            to_train_config(raw)
+        raw = hydra_conf([f"{group}={option}", "dataset.path=points.csv"])
+        preset.path = "points.csv"
     if not _trains_with(group, option):
         with pytest.raises(C.ConfigValueError, match="solver.method"):
             to_train_config(raw)
@@ -83,7 +88,8 @@ def test_experiment_paper_toy_sets_the_paper_settings(hydra_conf):
 @pytest.mark.parametrize("jko", ["constant", "single"])
 @pytest.mark.parametrize("solver", ["rk4", "euler"])
 def test_group_combinations_compose(hydra_conf, dataset, jko, solver):
-    cfg = to_train_config(hydra_conf([f"dataset={dataset}", f"jko={jko}", f"solver={solver}", "trainer=smoke"]))
+    extra = ["dataset.path=points.csv"] if dataset == "file" else []
+    cfg = to_train_config(hydra_conf([f"dataset={dataset}", f"jko={jko}", f"solver={solver}", "trainer=smoke", *extra]))
     assert (cfg.dataset.name, cfg.jko.schedule, cfg.solver.method) == (dataset, jko, solver)
     assert (cfg.jko.n_steps == 1) == (jko == "single")
 

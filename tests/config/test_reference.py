@@ -39,7 +39,7 @@ def test_the_documented_reference_is_up_to_date():
 
 def test_every_key_of_every_command_is_documented_with_a_meaning():
     reference = _reference_module().reference()
-    for schema in (C.TrainConfig, C.EvaluateConfig, C.SampleConfig):
+    for schema in (C.TrainConfig, C.EvaluateConfig, C.SampleConfig, C.ScoreConfig):
         for key in _keys(schema):
             line = next((ln for ln in reference.splitlines() if ln.startswith(f"| `{key}` |")), None)
             assert line is not None, key
