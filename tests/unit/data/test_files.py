@@ -121,3 +121,15 @@ def test_standardize_round_trip_and_jacobian():
     np.testing.assert_allclose(t.to_data(t.to_model(X)), X, rtol=1e-13)
     assert t.log_scale == pytest.approx(float(np.log(X.std(axis=0)).sum()), rel=1e-14)
     assert Standardize.from_state(t.state()) == t
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_the_command_line_refuses_each_bad_file_with_the_same_line(tmp_path, name):
+    """The pre-run check of ``jko-flow train dataset=file`` gives the loader's own message (exit code 2 there)."""
+    from jko_cli.tasks.precheck import check_overrides
+
+    path = _bad(tmp_path, name)
+    message = check_overrides(C.conf_dir(), "train", ["dataset=file", f"dataset.path={path}", "trainer=smoke",
+                                                       f"hydra.run.dir={tmp_path / 'run'}"])
+    assert message is not None and BAD[name] in message and "\n" not in message, message
+    assert not (tmp_path / "run").exists()
