@@ -63,7 +63,9 @@ def test_samples_are_in_the_datas_units(tmp_path):
     assert np.all(np.abs(x.mean(axis=0) - MU) <= 0.1 * SD), (x.mean(axis=0), MU)
     assert np.all(np.abs(x.std(axis=0) / SD - 1) <= 0.15), (x.std(axis=0), SD)
     entropy = 0.5 * 3 * (1 + np.log(2 * np.pi)) + np.log(SD).sum()  # the true differential entropy
-    assert -flow.score(gaussian(2000, seed=9)) == pytest.approx(entropy, abs=0.15)
+    logp = flow.score_samples(gaussian(4000, seed=9))
+    se = logp.std(ddof=1) / np.sqrt(len(logp))
+    assert abs(-logp.mean() - entropy) < 4 * se, (-logp.mean(), entropy, se)  # the cross-entropy ≥ H, by little
 
 
 def test_load_of_a_cli_run_gives_its_nll_test(reference_run):

@@ -133,3 +133,18 @@ def test_the_command_line_refuses_each_bad_file_with_the_same_line(tmp_path, nam
                                                        f"hydra.run.dir={tmp_path / 'run'}"])
     assert message is not None and BAD[name] in message and "\n" not in message, message
     assert not (tmp_path / "run").exists()
+
+
+def test_parquet_reads_through_pandas_or_says_what_is_missing(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "x.parquet"
+    try:
+        pd.DataFrame(X, columns=["a", "b", "c"]).to_parquet(path)
+    except ImportError:  # no parquet engine here: the reader must say so in one line
+        path.write_bytes(b"PAR1")
+        with pytest.raises(DataFileError, match="needs pyarrow or fastparquet"):
+            read_table(path)
+        return
+    table = read_table(path, columns=["c"] + ["a"])
+    np.testing.assert_allclose(table.x, X[:, [2, 0]], rtol=1e-15)
