@@ -14,6 +14,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -21,7 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from jko_cli import cli
 from jko_cli import config as C
 from jko_cli.engine import training as engine
-from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run
+from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run, score_run
 from jko_cli.tasks.precheck import check_overrides
 
 HUGE = {int: "1000000000000000000", float: "1e300"}
@@ -30,7 +31,7 @@ TINY = ["trainer=smoke", "trainer.plots=false", "trainer.progress=false", "train
         "jko.n_steps=2", "trainer.epochs_per_step=1", "dataset.n_train=300", "dataset.n_val=100",
         "dataset.n_test=100", "trainer.batch_size=300", "trainer.eval_samples=100", "trainer.step_eval_samples=50"]
 TINY_EVAL = ["n_samples=100", "draws=2", "w2_points=50", "num_threads=1", "n=50"]
-COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig}  # score: below
+COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig, "score": C.ScoreConfig}
 
 
 def numeric_keys(schema, prefix: str = ""):
@@ -66,6 +67,8 @@ def _override(key: str, tp: type, value: str) -> str:
 def _base(command: str, key: str, run: Path) -> list[str]:
     if command == "train":
         return [o for o in TINY if o.split("=")[0] != key]
+    if command == "score":
+        return [f"run={run}", f"input={run / 'samples.npy'}", f"out={run.parent / 'logp.npy'}"]
     return [f"run={run}", *(o for o in TINY_EVAL if o.split("=")[0] != key and
                             (o.split("=")[0] in {f.name for f in dataclasses.fields(COMMANDS[command])}))]
 
@@ -102,9 +105,12 @@ def test_a_hostile_value_is_refused_naming_the_key_or_works(command, key, tp, va
     elif command == "evaluate":
         out = evaluate_run(obj, finished_run, output_path(tmp_path, None, "eval", ".json"))
         assert out["nll_test"] == out["nll_test"]
-    else:
+    elif command == "sample":
         x = sample_run(obj, finished_run, tmp_path / "s.npy")
         assert len(x) == obj.n
+    else:
+        logp = score_run(obj, tmp_path / "logp.npy")
+        assert np.isfinite(logp).all()
 
 
 CLI_CASES = ["alpha=inf", "trainer.lr=inf", "seed=-1", "dataset.n_test=1", "trainer.eval_samples=1",
@@ -142,6 +148,8 @@ def test_every_case_through_the_cli(command, key, tp, value, finished_run, tmp_p
         target = [f"out={tmp_path}"]
     if command == "sample":
         target = [f"out={tmp_path / 's.npy'}"]
+    if command == "score":
+        target = [f"out={tmp_path / 'logp.npy'}"]
     proc = subprocess.run([jko_flow_exe, command, *_base(command, key, finished_run), _override(key, tp, value),
                            *target], cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in proc.stdout + proc.stderr
