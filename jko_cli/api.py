@@ -19,6 +19,7 @@ default) the flow is fitted to the standardised training data and every result i
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +37,14 @@ class JKOFlowError(UserError, ValueError):
     """A setting or an input the estimator cannot use; the message is the CLI's one line."""
 
 
+class Raw(str):
+    """An override value already in Hydra's syntax (read back from a run's overrides.yaml): passed as it is."""
+
+
 def _value(v) -> str:
     """A Python value as Hydra override syntax."""
+    if isinstance(v, Raw):
+        return str(v)
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -92,7 +99,8 @@ class JKOFlow(BaseEstimator):
     sample), so ``cross_val_score`` and ``GridSearchCV`` over ``alpha`` work.
 
     alpha: the JKO step size; n_steps: K, the number of JKO steps (an int, or "auto"); seed: the run's seed;
-    run_dir: where fit writes its run directory (None: a new temporary directory); verbose: progress bars and
+    run_dir: a parent directory, each fit writing its run into <run_dir>/<timestamp>/ (None: a temporary directory
+    that lives as long as the estimator; save() keeps a copy); verbose: progress bars and
     the log; overrides: any config override of ``jko-flow train`` (group presets, group dicts, dotted keys).
     Fitted attributes: ``run_dir_``, ``n_features_in_``, ``metrics_`` (the run's metrics.json).
     """
@@ -119,9 +127,6 @@ class JKOFlow(BaseEstimator):
                 self.overrides[key] = value
         return self
 
-    def __sklearn_clone__(self):
-        return type(self)(**self.get_params())
-
     def _command_line(self, data_dir: Path, has_val: bool) -> list[str]:
         data = ["dataset=file", f"dataset.path={_value(str(data_dir / 'X.npy'))}", "dataset.test_fraction=0"]
         if has_val:
@@ -144,17 +149,16 @@ class JKOFlow(BaseEstimator):
         from jko_cli.tasks.precheck import check_overrides
 
         X = _array(X, "X")
-        run_dir = Path(self.run_dir) if self.run_dir else Path(tempfile.mkdtemp(prefix="jko-flow-fit-"))
-        if run_dir.exists() and any(run_dir.iterdir()) and self.run_dir:
-            raise JKOFlowError(f"run_dir={run_dir}: not empty; fit writes a new run (choose another directory)")
+        run_dir = self._new_run_dir()
         data_dir = run_dir / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True)
         np.save(data_dir / "X.npy", X)
         if X_val is not None:
             np.save(data_dir / "X_val.npy", _array(X_val, "X_val"))
         overrides = self._command_line(data_dir, X_val is not None)
         message = check_overrides(conf_dir(), "train", [*overrides, f"hydra.run.dir={_value(str(run_dir))}"])
         if message is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # refused: the new directory goes again
             raise JKOFlowError(message)
         cfg = _compose("train", overrides)
         lock = RunLock.acquire(run_dir)
@@ -169,6 +173,20 @@ class JKOFlow(BaseEstimator):
             lock.release()
         self._loaded(run_dir)
         return self
+
+    def _new_run_dir(self) -> Path:
+        """A fresh directory for one fit: <run_dir>/<timestamp> (so clones in a grid search never collide), or
+        one inside a temporary directory that lives as long as this estimator (save() keeps a copy)."""
+        from jko_cli.engine.evaluation import timestamp
+
+        if self.run_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="jko-flow-fit-")
+            parent = Path(self._tmp.name)
+        else:
+            parent = Path(self.run_dir)
+        run_dir = parent / timestamp()
+        run_dir.mkdir(parents=True)
+        return run_dir
 
     def _loaded(self, run_dir: Path) -> None:
         from jko_cli.run.finished import load_run
@@ -233,25 +251,44 @@ class JKOFlow(BaseEstimator):
 
     @classmethod
     def load(cls, run_dir: str | Path) -> JKOFlow:
-        """A fitted estimator from any finished run directory (``jko-flow train`` or :meth:`fit`)."""
+        """A fitted estimator from any finished run directory (``jko-flow train`` or :meth:`fit`); its
+        parameters are the run's own (alpha, K, seed, and its overrides, so that a refit trains alike)."""
         from jko_cli.run.finished import load_run
 
         run = load_run(run_dir)
-        est = cls(alpha=run.cfg.alpha, n_steps=run.cfg.jko.n_steps, seed=run.cfg.seed, run_dir=str(run_dir))
+        est = cls(alpha=run.cfg.alpha, n_steps=run.cfg.jko.n_steps, seed=run.cfg.seed, **_run_overrides(run_dir))
         est._loaded(Path(run_dir))
         return est
 
     def save(self, run_dir: str | Path) -> Path:
         """Copy the fitted run directory to run_dir (which must not exist yet); returns it. The copy loads,
         scores and samples on its own; evaluate / resume of it read the data file the run was trained on."""
-        import shutil
-
         self._check_fitted()
         target = Path(run_dir)
         if target.exists():
             raise JKOFlowError(f"run_dir={target}: exists; save writes a new directory")
         shutil.copytree(self.run_dir_, target, ignore=shutil.ignore_patterns(".lock"))
         return target
+
+
+def _run_overrides(run_dir) -> dict:
+    """The overrides a run was made with (its .hydra/overrides.yaml), less the data, alpha, K, seed and Hydra's
+    own: what a refit of JKOFlow.load(run_dir) on new data keeps."""
+    import yaml
+
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    try:
+        given = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    skip = ("hydra", "dataset", "alpha", "seed", "jko.n_steps", "resume", "trainer.progress")
+    out = {}
+    for item in given:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not any(key == s or key.startswith(s + ".") or key.startswith(s + "/") for s in skip):
+            out[key] = Raw(value)
+    return out
 
 
 def _compose(command: str, overrides: list[str]):

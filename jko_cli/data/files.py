@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Table:
     x: np.ndarray
     columns: list[str]
     dropped: int = 0
+    kept: np.ndarray | None = None  # (rows of the file,) bool: the rows in x (all, unless drop_nonfinite dropped some)
 
 
 def file_record(path: str | Path) -> dict:
@@ -46,16 +48,15 @@ def file_record(path: str | Path) -> dict:
     return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def check_unchanged(records: list[dict], what: str) -> None:
-    """The files a run was trained on are still the same (SHA-256): one line naming the file otherwise."""
-    for old in records:
-        path = Path(old["path"])
-        if not path.is_file():
-            raise DataFileError(f"{what}: the run's data file {path} is gone")
-        new = file_record(path)
+def same_files(stored: list[dict], current: list[dict], what: str) -> None:
+    """The files just read are the ones the run was trained on (by SHA-256): one line naming the file otherwise."""
+    for old, new in zip(stored, current, strict=False):
         if new["sha256"] != old["sha256"]:
-            raise DataFileError(f"{what}: the data file {path} changed since the run was trained (SHA-256 "
-                                f"{old['sha256'][:12]}… then, {new['sha256'][:12]}… now)")
+            raise DataFileError(f"{what}: the data file {new['path']} is not the one the run was trained on "
+                                f"(SHA-256 {old['sha256'][:12]}… then, {new['sha256'][:12]}… now: it changed, or "
+                                "another file has its name)")
+    if len(stored) != len(current):
+        raise DataFileError(f"{what}: the run was trained on {len(stored)} data file(s), this reads {len(current)}")
 
 
 def read_table(path: str | Path, key: str | None = None, columns: list | None = None,
@@ -72,8 +73,30 @@ def read_table(path: str | Path, key: str | None = None, columns: list | None = 
         x, names = _READERS[suffix](p, key, where)
     except OSError as exc:
         raise DataFileError(f"{where}: unreadable ({exc.strerror or exc})") from None
+    except zipfile.BadZipFile:
+        raise DataFileError(f"{where}: not a valid {suffix} file (a damaged or foreign archive)") from None
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     x, names = _select(x, names, columns, where)
     return _checked(x, names, drop_nonfinite, where)
+
+
+def column_names(path: str | Path, key: str | None = None) -> list[str] | None:
+    """The header of a .csv / .tsv / .parquet file (None for arrays and header-less tables); no checks."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            with open(p, newline="", encoding="utf-8-sig") as fh:
+                first = next(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","), [])
+            return None if all(_is_number(f) for f in first) else [f.strip() for f in first]
+        if suffix == ".parquet":
+            import pandas as pd
+
+            return [str(c) for c in pd.read_parquet(p).columns]
+    except (OSError, ImportError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _numeric(a: np.ndarray, where: str) -> np.ndarray:
@@ -199,7 +222,7 @@ def _checked(x: np.ndarray, names: list[str], drop_nonfinite: bool, where: str) 
     if constant:
         raise DataFileError(f"{where}: column {constant[0]!r} is constant (sd = 0): it carries no density; leave it "
                             "out with dataset.columns")
-    return Table(x, names, dropped)
+    return Table(x, names, dropped, ~bad)
 
 
 def split(n: int, val_fraction: float, test_fraction: float, rng: np.random.Generator):

@@ -176,7 +176,7 @@ def load_file(cfg: DatasetConfig, seed: int) -> DataSplits:
     check_rows({"train": train, "val": val, "test": test}, len(table.x))
     sizes = (cfg.n_train, cfg.n_val, cfg.n_test)
     train, val, test = (subsample(x, n, r) for x, n, r in zip((train, val, test), sizes, streams[:3], strict=True))
-    transform = Standardize.fit(train) if cfg.standardize else None
+    transform = Standardize.fit(train, table.columns) if cfg.standardize else None
     if transform is not None:
         train, val, test = (transform.to_model(x) for x in (train, val, test))
     files = [file_record(p) for p in (cfg.path, cfg.val_path, cfg.test_path) if p is not None]

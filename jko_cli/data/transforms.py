@@ -19,8 +19,17 @@ class Standardize:
     scale: tuple[float, ...]
 
     @classmethod
-    def fit(cls, train: np.ndarray) -> Standardize:
-        return cls(tuple(float(v) for v in train.mean(axis=0)), tuple(float(v) for v in train.std(axis=0)))
+    def fit(cls, train: np.ndarray, names: list | None = None) -> Standardize:
+        """μ and s of the training split; a column constant there (s = 0) is refused, naming it."""
+        from jko_cli.data.files import DataFileError
+
+        sd = train.std(axis=0)
+        if (sd == 0).any():
+            j = int(np.argmax(sd == 0))
+            name = names[j] if names else j
+            raise DataFileError(f"dataset.path: column {name!r} is constant in the training split (sd = 0); leave "
+                                "it out with dataset.columns, or turn dataset.standardize off")
+        return cls(tuple(float(v) for v in train.mean(axis=0)), tuple(float(v) for v in sd))
 
     @property
     def log_scale(self) -> float:

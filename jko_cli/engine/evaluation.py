@@ -11,7 +11,7 @@ import torch
 
 from jko_cli import metrics as M
 from jko_cli.config import ConfigValueError
-from jko_cli.data.files import check_unchanged
+from jko_cli.data.files import same_files
 from jko_cli.data.registry import DataSplits
 from jko_cli.engine.runtime import Runtime
 from jko_cli.errors import UserError
@@ -120,19 +120,32 @@ def output_path(run_dir: str | Path, out: str | None, prefix: str, suffix: str) 
     return path
 
 
-def evaluate_run(cfg, run_dir: Path, path: Path | None = None) -> dict:
-    """Every metric of DESIGN.md §3 for a finished run, into ``path`` (default <run>/eval_<stamp>.json; never
-    metrics.json). Sample counts not given (n_samples, draws: null) are the run's own, so that with the run's
-    solver and seed the run's own metrics come back."""
+def prepare(cfg, run_dir: Path, command: str):
+    """(run, data) for evaluate / sample / score, with every check that needs them (a finished run, the step
+    within its K, its data files the ones it was trained on), before anything is written or logged."""
     from jko_cli.data.registry import load_dataset_cfg
-    from jko_cli.run.files import save_json
     from jko_cli.run.finished import load_run
 
     run = load_run(run_dir)
-    check_unchanged(run.data_files, f"evaluate {run_dir}")
+    step = getattr(cfg, "step", None)
+    if step is not None and step > len(run.blocks):
+        raise ConfigValueError(f"step={step}: the run has {len(run.blocks)} JKO steps; allowed: 1..{len(run.blocks)}")
+    if command == "score":
+        return run, None
+    data = load_dataset_cfg(run.cfg.dataset, run.cfg.seed)
+    same_files(run.data_files, data.files, f"{command} {run_dir}")
+    return run, data
+
+
+def evaluate_run(cfg, run_dir: Path, path: Path | None = None, prepared=None) -> dict:
+    """Every metric of DESIGN.md §3 for a finished run, into ``path`` (default <run>/eval_<stamp>.json; never
+    metrics.json). Sample counts not given (n_samples, draws: null) are the run's own, so that with the run's
+    solver and seed the run's own metrics come back."""
+    from jko_cli.run.files import save_json
+
+    run, data = prepared or prepare(cfg, run_dir, "evaluate")
     rt = _runtime(cfg, run)
     flow = _flow_for(run, cfg.solver, cfg.step, rt)
-    data = load_dataset_cfg(run.cfg.dataset, run.cfg.seed)
     seed = run.cfg.seed if cfg.seed is None else cfg.seed
     n_samples = run.cfg.trainer.eval_samples if cfg.n_samples is None else cfg.n_samples
     draws = run.cfg.trainer.mmd_draws if cfg.draws is None else cfg.draws
@@ -155,13 +168,11 @@ def evaluate_run(cfg, run_dir: Path, path: Path | None = None) -> dict:
     return out
 
 
-def sample_run(cfg, run_dir: Path, out: Path) -> np.ndarray:
+def sample_run(cfg, run_dir: Path, out: Path, prepared=None) -> np.ndarray:
     """cfg.n samples of a finished run's flow → out (exactly that .npy path) and a plot beside it (.png)."""
     from jko_cli import plotting
-    from jko_cli.data.registry import load_dataset_cfg
-    from jko_cli.run.finished import load_run
 
-    run = load_run(run_dir)
+    run, data = prepared or prepare(cfg, run_dir, "sample")
     rt = _runtime(cfg, run)
     flow = _flow_for(run, cfg.solver, cfg.step, rt)
     with torch.inference_mode():
@@ -172,8 +183,6 @@ def sample_run(cfg, run_dir: Path, out: Path) -> np.ndarray:
     with open(out, "wb") as fh:  # a file object: np.save adds no suffix of its own
         np.save(fh, x)
     d = run.cfg.dataset
-    check_unchanged(run.data_files, f"sample {run_dir}")
-    data = load_dataset_cfg(d, run.cfg.seed)
     plot = out.with_suffix(".png")
     plotting.samples_vs_data(plot, data.to_data(data.test), x, f"{d.name}: {cfg.n} samples, K={len(flow)}")
     log.info("wrote %d samples to %s (plot %s)", cfg.n, out, plot)
@@ -201,28 +210,34 @@ def log_density(run, x: np.ndarray, rt: Runtime, solver_cfg=None, step: int | No
     return logp - (0.0 if run.transform is None else run.transform.log_scale)
 
 
-def score_run(cfg, path: Path) -> np.ndarray:
-    """``jko-flow score``: log p of every row of cfg.input (the checks of dataset=file) → path (.npy / .csv)."""
-    from jko_cli.data.files import read_table
-    from jko_cli.run.finished import load_run
+def score_columns(cfg, run) -> list | None:
+    """The columns to score: cfg.columns; else the run's own (dataset=file) where the input names them all;
+    else every column."""
+    from jko_cli.data.files import column_names
 
-    run = load_run(cfg.run)
-    columns = cfg.columns or run.columns
-    try:
-        table = read_table(cfg.input, cfg.key, columns, cfg.drop_nonfinite, what="input")
-    except UserError:
-        if cfg.columns or not run.columns:
-            raise
-        table = read_table(cfg.input, cfg.key, None, cfg.drop_nonfinite, what="input")  # a file without header
+    if cfg.columns or not run.columns:
+        return cfg.columns or None
+    names = column_names(cfg.input, cfg.key)
+    return run.columns if names is not None and set(map(str, run.columns)) <= set(names) else None
+
+
+def score_run(cfg, path: Path, prepared=None) -> np.ndarray:
+    """``jko-flow score``: log p of every row of cfg.input (the checks of dataset=file) → path (.npy / .csv), in
+    the input's row order; rows dropped by drop_nonfinite get NaN."""
+    from jko_cli.data.files import read_table
+
+    run, _ = prepared or prepare(cfg, Path(cfg.run), "score")
+    table = read_table(cfg.input, cfg.key, score_columns(cfg, run), cfg.drop_nonfinite, what="input")
     if table.x.shape[1] != run.dim:
         raise UserError(f"input={cfg.input}: {table.x.shape[1]} columns, the run's flow has d = {run.dim}"
                         + (f" ({', '.join(map(str, run.columns))})" if run.columns else ""))
-    logp = log_density(run, table.x, _runtime(cfg, run), cfg.solver, cfg.step)
+    logp = np.full(len(table.kept), np.nan)
+    logp[table.kept] = log_density(run, table.x, _runtime(cfg, run), cfg.solver, cfg.step)
     if path.suffix == ".csv":
         np.savetxt(path, logp, delimiter=",", header="log_density", comments="")
     else:
         with open(path, "wb") as fh:
             np.save(fh, logp)
-    log.info("scored %d points of %s (mean log p %.4f, in the data's units) → %s", len(logp), cfg.input,
-             float(logp.mean()), path)
+    log.info("scored %d points of %s (mean log p %.4f, in the data's units; %d dropped rows as NaN) → %s",
+             int(table.kept.sum()), cfg.input, float(np.nanmean(logp)), table.dropped, path)
     return logp

@@ -19,7 +19,7 @@ import torch
 
 from jko_cli import metrics as M
 from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
-from jko_cli.data.files import check_unchanged
+from jko_cli.data.files import same_files
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
 from jko_cli.engine.evaluation import final_metrics
 from jko_cli.engine.plots import make_plots
@@ -45,12 +45,11 @@ SAVED_SAMPLES = 2000  # generated points kept in samples.npy (for reports)
 class Trainer:
     """One training run: the model, its optimizer, the outer-loop state and the run directory."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None):
+        data = load_data(cfg) if data is None else data  # before any file of the run is written
         self.cfg, self.files = cfg, RunFiles(run_dir)
         self.rt = setup(cfg.trainer, cfg.seed)
-        self.data = load_dataset_cfg(cfg.dataset, cfg.seed)
-        cfg.dataset.pairs(self.data.dim)  # a bad plot_pairs fails here, not after training
-        check_batch(cfg, self.data)
+        self.data = data
         self.model = build_model(cfg.model, self.data.dim).to(self.rt.device, self.rt.dtype)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.trainer.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -113,20 +112,37 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> str:
     if diff:
         raise ConfigValueError(f"{run_dir}: its checkpoint was made with a different config ({what}); a resumed "
                                f"run may change only {', '.join(RESUME_SAFE_KEYS)}")
-    if not finished and payload.get("data_files"):
-        check_unchanged(payload["data_files"], f"resume of {run_dir}")
     return FINISHED if finished else RESUME
 
 
-def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None) -> dict:
+def load_data(cfg: TrainConfig) -> DataSplits:
+    """The run's data, with the checks that need it (plot_pairs against d, the batch against the training
+    split); a refusal here comes before any file of the run is written."""
+    data = load_dataset_cfg(cfg.dataset, cfg.seed)
+    cfg.dataset.pairs(data.dim)
+    check_batch(cfg, data)
+    return data
+
+
+def check_resume_files(run_dir: Path, data: DataSplits) -> None:
+    """A resumed dataset=file run reads the files it was trained on (SHA-256 of the checkpoint's record)."""
+    stored = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt").get("data_files") or []
+    same_files(stored, data.files, f"resume of {run_dir}")
+
+
+def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None, data: DataSplits | None = None) -> dict:
     """Train JKO-Flow as configured; write checkpoints, metrics and plots under run_dir; return metrics.
-    ``job``: where a launcher placed this run (for provenance.json). A finished run of the same config is
-    skipped (its metrics are returned); see :func:`preflight`."""
+    ``job``: where a launcher placed this run (for provenance.json); ``data``: its :func:`load_data`, if
+    already loaded. A finished run of the same config is skipped (its metrics are returned); see
+    :func:`preflight`."""
     if preflight(cfg, run_dir) == FINISHED:
         log.info("%s already holds a finished run: skipping (delete metrics.json to train again)", run_dir)
         return json.loads((Path(run_dir) / "metrics.json").read_text())
+    data = load_data(cfg) if data is None else data
+    if data.files and (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        check_resume_files(run_dir, data)
     start = time.perf_counter()
-    tr = Trainer(cfg, run_dir)
+    tr = Trainer(cfg, run_dir, data)
     resumed = tr.resume_if_possible()
     record_provenance(tr, resumed, job)
     tr.files.status("running")

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from jko_cli.config import to_object
-from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run, score_path, score_run
+from jko_cli.engine.evaluation import evaluate_run, output_path, prepare, sample_run, score_path, score_run
 from jko_cli.run.logs import log_file
 from jko_cli.tasks.common import run_task
 
@@ -28,8 +28,9 @@ def evaluate_task(cfg: DictConfig) -> float:
     ecfg = to_object(cfg)
     run = Path(ecfg.run)
     path = run_task("evaluate", run, lambda: output_path(run, ecfg.out, "eval", ".json"), status=False)
+    ready = run_task("evaluate", run, lambda: prepare(ecfg, run, "evaluate"), status=False)  # checks: no log yet
     with log_file(_run_log(run, "evaluate")):
-        out = run_task("evaluate", run, lambda: evaluate_run(ecfg, run, path), status=False)
+        out = run_task("evaluate", run, lambda: evaluate_run(ecfg, run, path, ready), status=False)
     return out["nll_test"]
 
 
@@ -37,13 +38,15 @@ def sample_task(cfg: DictConfig) -> None:
     scfg = to_object(cfg)
     run = Path(scfg.run)
     path = run_task("sample", run, lambda: output_path(run, scfg.out, "samples", ".npy"), status=False)
+    ready = run_task("sample", run, lambda: prepare(scfg, run, "sample"), status=False)
     with log_file(_run_log(run, "sample")):
-        run_task("sample", run, lambda: sample_run(scfg, run, path), status=False)
+        run_task("sample", run, lambda: sample_run(scfg, run, path, ready), status=False)
 
 
 def score_task(cfg: DictConfig) -> None:
     sc = to_object(cfg)
     run = Path(sc.run)
     path = run_task("score", run, lambda: score_path(sc), status=False)
+    ready = run_task("score", run, lambda: prepare(sc, run, "score"), status=False)
     with log_file(_run_log(run, "score")):
-        run_task("score", run, lambda: score_run(sc, path), status=False)
+        run_task("score", run, lambda: score_run(sc, path, ready), status=False)

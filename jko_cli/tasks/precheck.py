@@ -78,9 +78,10 @@ def check_variant(command: str, overrides: list[str], cfg) -> None:
         check_finished(obj.run)
         if command == "score":
             from jko_cli.data.files import read_table
-            from jko_cli.engine.evaluation import score_path
+            from jko_cli.engine.evaluation import score_columns, score_path
+            from jko_cli.run.finished import load_run
 
-            read_table(obj.input, obj.key, obj.columns, obj.drop_nonfinite, what="input")
+            read_table(obj.input, obj.key, score_columns(obj, load_run(obj.run)), obj.drop_nonfinite, what="input")
             score_path(obj)
         else:
             output_path(obj.run, obj.out, *(("eval", ".json") if command == "evaluate" else ("samples", ".npy")))

@@ -32,6 +32,9 @@ def task(cfg: DictConfig) -> float:
     if run_task("train", run_dir, lambda: engine.preflight(train_cfg, run_dir), status=False) == engine.FINISHED:
         log.info("%s already holds a finished run: skipping (delete metrics.json to train again)", run_dir)
         return json.loads((run_dir / "metrics.json").read_text())["nll_test"]
+    data = run_task("train", run_dir, lambda: engine.load_data(train_cfg), status=False)  # its checks, read-only
+    if data.files and (run_dir / "checkpoints" / "last.pt").is_file():
+        run_task("train", run_dir, lambda: engine.check_resume_files(run_dir, data), status=False)
     lock = run_task("train", run_dir, lambda: RunLock.acquire(run_dir), status=False)  # not ours to mark
     try:
         action = run_task("train", run_dir, lambda: engine.preflight(train_cfg, run_dir), status=False)
@@ -43,7 +46,7 @@ def task(cfg: DictConfig) -> float:
             if job.launcher != "basic":
                 log.info("%s launcher, job %d: %s thread(s), device %s", job.launcher, job.num,
                          train_cfg.trainer.num_threads or "default", train_cfg.trainer.device)
-            metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir, job))
+            metrics = run_task("train", run_dir, lambda: engine.train(train_cfg, run_dir, job, data))
     finally:
         lock.release()
     return metrics["nll_test"]

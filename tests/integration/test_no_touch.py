@@ -88,6 +88,16 @@ def test_a_trainer_refused_by_the_lock_touches_no_file(finished, jko_flow_exe, c
         lock.release()
 
 
+def test_a_resume_refused_by_a_check_of_the_stored_config_touches_no_file(finished, jko_flow_exe, cli_env):
+    """dataset.plot_pairs is resume-safe, but [[0, 5]] does not fit d = 2: refused before any record or log."""
+    (finished / "metrics.json").unlink()
+    (finished / "status.json").write_text('{"state": "interrupted"}\n')
+    before = snapshot(finished)
+    proc = run_cli(jko_flow_exe, cli_env, finished.parent, "train", f"resume={finished}", "dataset.plot_pairs=[[0,5]]")
+    assert_one_line_error(proc, "dataset.plot_pairs", code=2)
+    assert snapshot(finished) == before
+
+
 def test_resume_may_still_change_the_safe_keys(reference_run, tmp_path, jko_flow_exe, cli_env):
     run = tmp_path / "run"
     shutil.copytree(reference_run["run"], run)

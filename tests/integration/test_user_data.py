@@ -72,17 +72,24 @@ def test_load_of_a_cli_run_gives_its_nll_test(reference_run):
     from jko_cli.data.registry import load_dataset_cfg
 
     flow = JKOFlow.load(reference_run["run"])
+    assert flow.get_params()["trainer.epochs_per_step"] == "6"  # the run's overrides: a refit trains alike
     run = flow._run
     data = load_dataset_cfg(run.cfg.dataset, run.cfg.seed)
     assert -flow.score(data.test) == pytest.approx(run.metrics["nll_test"], rel=1e-6)
 
 
-def test_clone_cross_val_and_grid_search():
+def test_clone_cross_val_and_grid_search(tmp_path):
     X = gaussian(1000, seed=5)
-    est = JKOFlow(alpha=5, n_steps=1, **FAST)
+    est = JKOFlow(alpha=5, n_steps=1, run_dir=str(tmp_path / "runs"), **FAST)
     assert clone(est).get_params() == est.get_params()
     scores = cross_val_score(est, X, cv=2)
     assert scores.shape == (2,) and np.isfinite(scores).all()
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # each clone's fit got a run directory of its own
+    est.set_params(alpha=-1)
+    with pytest.raises(JKOFlowError):
+        est.fit(X)
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # a refused fit leaves no directory
+    est.set_params(alpha=5)
     search = GridSearchCV(est, {"alpha": [1.0, 10.0]}, cv=2).fit(X)
     assert search.best_params_["alpha"] in (1.0, 10.0) and np.isfinite(search.best_score_)
 
@@ -137,7 +144,7 @@ def test_a_changed_file_is_said_in_one_line(csv_run, tmp_path, jko_flow_exe, cli
     with open(root / "points.csv", "a") as fh:
         fh.write("1,2,3\n")
     assert_one_line_error(run_cli(jko_flow_exe, cli_env, root, "evaluate", f"run={root / 'run2'}"),
-                          "changed since the run was trained", code=2)
+                          "is not the one the run was trained on", code=2)
     assert run.exists()
 
 
