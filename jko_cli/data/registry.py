@@ -185,9 +185,8 @@ def load_file(cfg: DatasetConfig, seed: int) -> DataSplits:
 
 
 def check_available(cfg: DatasetConfig) -> None:
-    """Raise the one-line UserError of a missing or unusable data file now (before any run directory exists)."""
-    if cfg.name == "file":
-        load_file(cfg, 0)
+    """Raise the one-line UserError of a missing MAF file now (before any run directory exists). A user's file
+    (dataset=file) is read whole by the pre-run check instead, with the checks that need its rows."""
     if cfg.name in MAF_SETS:
         from jko_cli.data.maf import require_files
 

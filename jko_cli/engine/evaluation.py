@@ -80,10 +80,14 @@ def w2_exact(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(ot.emd2(a, b, cost, numItermax=10_000_000)))
 
 
-def _flow_for(run, solver, step: int | None, rt: Runtime) -> ComposedFlow:
-    """The run's composed flow (first ``step`` blocks) on rt's device, with the solver overrides applied."""
+def _check_step(run, step: int | None) -> None:
     if step is not None and step > len(run.blocks):
         raise ConfigValueError(f"step={step}: the run has {len(run.blocks)} JKO steps; allowed: 1..{len(run.blocks)}")
+
+
+def _flow_for(run, solver, step: int | None, rt: Runtime) -> ComposedFlow:
+    """The run's composed flow (first ``step`` blocks) on rt's device, with the solver overrides applied."""
+    _check_step(run, step)
     blocks = [b.to(rt.device, rt.dtype) for b in run.blocks[: step or len(run.blocks)]]
     return ComposedFlow(blocks, build_solver(solver.method or run.cfg.solver.method,
                                              solver.n_steps_eval or run.cfg.solver.n_steps_eval,
@@ -127,9 +131,7 @@ def prepare(cfg, run_dir: Path, command: str):
     from jko_cli.run.finished import load_run
 
     run = load_run(run_dir)
-    step = getattr(cfg, "step", None)
-    if step is not None and step > len(run.blocks):
-        raise ConfigValueError(f"step={step}: the run has {len(run.blocks)} JKO steps; allowed: 1..{len(run.blocks)}")
+    _check_step(run, getattr(cfg, "step", None))
     if command == "score":
         return run, None
     data = load_dataset_cfg(run.cfg.dataset, run.cfg.seed)

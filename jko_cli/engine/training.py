@@ -65,12 +65,7 @@ class Trainer:
         if not path.exists():
             self.files.open_jsonl(0)
             return False
-        payload = load_checkpoint(path)
-        diff = config_differences(stored_config(payload), self.cfg)
-        if diff:
-            raise ConfigValueError(f"{self.files.root}: its checkpoint was made with a different config "
-                                   f"({', '.join(diff)} differ); a resumed run may change only "
-                                   f"{', '.join(RESUME_SAFE_KEYS)}")
+        payload = load_checkpoint(path)  # its config was checked by preflight()
         self.state.restore(payload, self.model, self.optimizer, self.shuffle)
         self.files.open_jsonl(payload["jsonl_offset"])
         log.info("resumed from %s: JKO step %d done, %d Adam steps into step %d", path, len(self.state.blocks),
@@ -94,10 +89,11 @@ class Trainer:
 FINISHED, RESUME, NEW = "finished", "resume", "new"  # what train() does with a run directory (preflight)
 
 
-def preflight(cfg: TrainConfig, run_dir: Path) -> str:
+def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -> str:
     """What :func:`train` would do with run_dir, found without writing anything: FINISHED (a finished run of
     this config: skip), RESUME (its last.pt continues), NEW; a finished run or a checkpoint of a different
-    config raises ConfigValueError (nothing of the run is touched)."""
+    config raises ConfigValueError (nothing of the run is touched). With ``data`` (its :func:`load_data`), a
+    run to resume must also read the data files it was trained on (SHA-256 of the checkpoint's record)."""
     root = Path(run_dir)
     last = root / "checkpoints" / "last.pt"
     finished = (root / "metrics.json").is_file() and read_status(root) == "finished"
@@ -112,6 +108,8 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> str:
     if diff:
         raise ConfigValueError(f"{run_dir}: its checkpoint was made with a different config ({what}); a resumed "
                                f"run may change only {', '.join(RESUME_SAFE_KEYS)}")
+    if data is not None and not finished:
+        same_files(payload.get("data_files") or [], data.files, f"resume of {run_dir}")
     return FINISHED if finished else RESUME
 
 
@@ -124,12 +122,6 @@ def load_data(cfg: TrainConfig) -> DataSplits:
     return data
 
 
-def check_resume_files(run_dir: Path, data: DataSplits) -> None:
-    """A resumed dataset=file run reads the files it was trained on (SHA-256 of the checkpoint's record)."""
-    stored = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt").get("data_files") or []
-    same_files(stored, data.files, f"resume of {run_dir}")
-
-
 def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None, data: DataSplits | None = None) -> dict:
     """Train JKO-Flow as configured; write checkpoints, metrics and plots under run_dir; return metrics.
     ``job``: where a launcher placed this run (for provenance.json); ``data``: its :func:`load_data`, if
@@ -139,8 +131,8 @@ def train(cfg: TrainConfig, run_dir: Path, job: JobInfo | None = None, data: Dat
         log.info("%s already holds a finished run: skipping (delete metrics.json to train again)", run_dir)
         return json.loads((Path(run_dir) / "metrics.json").read_text())
     data = load_data(cfg) if data is None else data
-    if data.files and (Path(run_dir) / "checkpoints" / "last.pt").is_file():
-        check_resume_files(run_dir, data)
+    if data.files:
+        preflight(cfg, run_dir, data)
     start = time.perf_counter()
     tr = Trainer(cfg, run_dir, data)
     resumed = tr.resume_if_possible()

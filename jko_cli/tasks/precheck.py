@@ -89,11 +89,10 @@ def check_variant(command: str, overrides: list[str], cfg) -> None:
         check_resumable(obj.resume)
     if hasattr(obj, "dataset"):  # a missing or unusable data file fails now, before any run directory exists
         check_available(obj.dataset)
-        if obj.dataset.name == "file":
-            from jko_cli.data.registry import load_file
-            from jko_cli.engine.training import check_batch
+        if obj.dataset.name == "file":  # read once, with the checks of its rows (batch size, plot pairs)
+            from jko_cli.engine.training import load_data
 
-            check_batch(obj, load_file(obj.dataset, obj.seed))
+            load_data(obj)
     if hasattr(obj, "logger"):  # logger=tensorboard|mlflow without the [tracking] extra
         check_logger(obj.logger)
     if hasattr(obj, "trainer"):  # device=cuda on a machine without one
@@ -118,6 +117,22 @@ def check_known_keys(cfg, schema, overrides: list[str], command: str) -> None:
     if extra:
         given = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in extra] or extra
         raise UserError(f"{given[0]}: unknown key {extra[0]!r}; `jko-flow {command} --help` lists every key")
+
+
+def compose_command(command: str, overrides: list[str] = ()):
+    """The config ``jko-flow <command> overrides…`` composes to (a DictConfig, no Hydra node), outside Hydra's app."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from jko_cli.config import conf_dir
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            return compose(config_name=command, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def check_overrides(conf_dir: str, command: str, overrides: list[str]) -> str | None:

@@ -33,11 +33,11 @@ def task(cfg: DictConfig) -> float:
         log.info("%s already holds a finished run: skipping (delete metrics.json to train again)", run_dir)
         return json.loads((run_dir / "metrics.json").read_text())["nll_test"]
     data = run_task("train", run_dir, lambda: engine.load_data(train_cfg), status=False)  # its checks, read-only
-    if data.files and (run_dir / "checkpoints" / "last.pt").is_file():
-        run_task("train", run_dir, lambda: engine.check_resume_files(run_dir, data), status=False)
+    if data.files:  # a run to resume must read the files it was trained on: checked before the lock is taken
+        run_task("train", run_dir, lambda: engine.preflight(train_cfg, run_dir, data), status=False)
     lock = run_task("train", run_dir, lambda: RunLock.acquire(run_dir), status=False)  # not ours to mark
     try:
-        action = run_task("train", run_dir, lambda: engine.preflight(train_cfg, run_dir), status=False)
+        action = run_task("train", run_dir, lambda: engine.preflight(train_cfg, run_dir, data), status=False)
         if action == engine.FINISHED:  # it finished while we waited for nothing: a concurrent trainer
             return json.loads((run_dir / "metrics.json").read_text())["nll_test"]
         with log_file(run_dir / "train.log"):
