@@ -146,7 +146,7 @@ class JKOFlow(BaseEstimator):
         from jko_cli.engine import training
         from jko_cli.run.files import atomic_write
         from jko_cli.run.lock import RunLock
-        from jko_cli.tasks.precheck import check_overrides
+        from jko_cli.tasks.precheck import check_overrides, compose_command
 
         X = _array(X, "X")
         run_dir = self._new_run_dir()
@@ -160,7 +160,7 @@ class JKOFlow(BaseEstimator):
         if message is not None:
             shutil.rmtree(run_dir, ignore_errors=True)  # refused: the new directory goes again
             raise JKOFlowError(message)
-        cfg = _compose("train", overrides)
+        cfg = compose_command("train", overrides)
         lock = RunLock.acquire(run_dir)
         try:
             with _quiet(self.verbose):
@@ -289,18 +289,3 @@ def _run_overrides(run_dir) -> dict:
         if not any(key == s or key.startswith(s + ".") or key.startswith(s + "/") for s in skip):
             out[key] = Raw(value)
     return out
-
-
-def _compose(command: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from jko_cli.config import conf_dir, register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            return compose(config_name=command, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()

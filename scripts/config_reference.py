@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from jko_cli import config as C
+from jko_cli.tasks.precheck import compose_command
 
 COMMANDS = {"train": C.TrainConfig, "evaluate": C.EvaluateConfig, "sample": C.SampleConfig, "score": C.ScoreConfig}
 
@@ -47,20 +48,6 @@ def _type(tp) -> str:
     return text.replace("NoneType", "None").replace("jko_cli.config.", "")
 
 
-def composed(command: str):
-    """The config ``jko-flow <command>`` composes to with no overrides (the YAML defaults, not the schema's)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    C.register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=C.conf_dir(), version_base="1.3"):
-            return compose(config_name=command)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def rows(schema, prefix: str, comments: dict, cfg) -> list[str]:
     from omegaconf import OmegaConf
 
@@ -89,7 +76,7 @@ def reference() -> str:
     parts = []
     for command, schema in COMMANDS.items():
         parts += [f"### `jko-flow {command}`", "", "| key | type | default | meaning |", "|---|---|---|---|",
-                  *rows(schema, "", comments, composed(command)), ""]
+                  *rows(schema, "", comments, compose_command(command)), ""]
     return "\n".join(parts)
 
 

@@ -16,14 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from jko_cli import cli
 from jko_cli import config as C
 from jko_cli.engine import training as engine
 from jko_cli.engine.evaluation import evaluate_run, output_path, sample_run, score_run
-from jko_cli.tasks.precheck import check_overrides
+from jko_cli.tasks.precheck import check_overrides, compose_command
 
 HUGE = {int: "1000000000000000000", float: "1e300"}
 VALUES = ("nan", "inf", "-inf", "-1", "0", "HUGE")
@@ -81,12 +79,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def _compose(command: str, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=C.conf_dir(), version_base="1.3"):
-            return C.to_object(compose(config_name=command, overrides=overrides))
-    finally:
-        GlobalHydra.instance().clear()
+    return C.to_object(compose_command(command, overrides))
 
 
 @pytest.mark.parametrize("command, key, tp, value", CASES)
