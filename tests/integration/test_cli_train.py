@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.cli_runs import without_timing
 
 CHECKPOINTS = ["jko_001.pt", "jko_002.pt", "jko_003.pt", "jko_004.pt", "jko_005.pt", "last.pt"]
 PLOTS = ["samples", "steps_panel", "density", "loss", "jko_steps"]
@@ -42,15 +43,6 @@ def train_once(exe: str, env: dict, cwd: Path, *overrides: str) -> tuple[Path, s
 
 def _load_json(path: Path):
     return json.loads(path.read_text())
-
-
-def _without_timing(obj):
-    """Drop wall-clock and timestamp keys (wall_s, train_wall_s, per-step wall_s, …) recursively."""
-    if isinstance(obj, dict):
-        return {k: _without_timing(v) for k, v in obj.items() if "wall" not in k and "time" not in k}
-    if isinstance(obj, list):
-        return [_without_timing(v) for v in obj]
-    return obj
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +165,7 @@ def test_same_seed_gives_identical_metrics(smoke, tmp_path, jko_flow_exe, cli_en
     again = _load_json(run_dir / "metrics.json")
     first = smoke["metrics"]
     assert "wall_s" in first and "wall_s" in first["steps"][0]  # the keys ignored below exist
-    assert _without_timing(again) == _without_timing(first)
+    assert without_timing(again) == without_timing(first)
 
 
 def test_single_step_schedule(tmp_path, jko_flow_exe, cli_env):

@@ -11,6 +11,7 @@ import signal
 
 import pytest
 import torch
+from helpers.cli_runs import without_timing as _plain
 from helpers.engine_runs import gaussian_splits, tiny_config, train
 
 from jko_cli.config import JKOConfig
@@ -20,16 +21,6 @@ from jko_cli.jko.flow import ComposedFlow
 from jko_cli.run.checkpoint import load_checkpoint
 from jko_cli.run.signals import StopRequested
 from jko_cli.solvers import FixedStepSolver
-
-
-def _plain(obj):
-    """Drop wall-clock and timestamp keys at any depth (they differ between two runs of the same thing)."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if "wall" not in k and "time" not in k}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    return obj
-
 
 # --- the statistic and the rule ---------------------------------------------------------------------------------
 
