@@ -167,11 +167,12 @@ class JKOConfig:
     schedule   constant: alpha_k = alpha; geometric: alpha_k = alpha · growth^(k−1), k = 1..K (JKO-iFlow's
                growing steps, growth 1.4); single: K = 1 (plain OT-Flow).
     n_steps    K, an integer >= 1, or "auto": after each step k the validation NLL gain of that step,
-               G_k = NLL_{k−1} − NLL_k (nats, composed flow, held-out validation points), is compared with
-               the standard error of the validation NLL, se_k = sd_i(nll_{k,i}) / √n_val: the loop stops once
-               G_k <= auto_tol · se_k (the step improved the fit by no more than n_val points can resolve), or
-               at max_steps. auto_tol is the rule's one threshold (default 1: no tuning across the 2-D sets,
-               alpha in 0.5…50 and the gmm sets; README "Choosing K automatically"). jko_cli/jko/autostop.py.
+               G_k = mean_i(nll_{k−1,i} − nll_{k,i}) (nats, composed flow, the same held-out validation points
+               before and after the step), is compared with its paired standard error
+               se_k = sd_i(nll_{k−1,i} − nll_{k,i}) / √n_val: the loop stops once G_k <= auto_tol · se_k (the
+               gain is not significant in a one-sided z-test), or at max_steps. auto_tol is the rule's one
+               threshold; docs/configuration.md ("Choosing K") says how its default was measured.
+               jko_cli/jko/autostop.py.
     """
 
     schedule: str = "constant"  # constant | geometric | single (see the docstring)
@@ -180,7 +181,7 @@ class JKOConfig:
     n_steps: Any = 5
     max_steps: int = 20  # n_steps=auto: at most this many JKO steps
     growth: float = 1.4  # schedule=geometric: alpha_k = alpha · growth^(k−1)
-    auto_tol: float = 1.0  # n_steps=auto: stop once a step's validation NLL gain <= auto_tol standard errors
+    auto_tol: float = 2.0  # n_steps=auto: stop once a step's validation NLL gain <= auto_tol paired standard errors
     reset_optimizer: bool = False  # the reference carries Adam's state over between steps
     epochs_scale: int = 1  # multiplies trainer.epochs_per_step (jko=otflow: OT-Flow with JKO-Flow's budget)
 
@@ -201,7 +202,7 @@ class JKOConfig:
                "jko=single is one step; use jko=constant for more")
         _check(self.max_steps >= 1, "jko.max_steps", self.max_steps, "must be >= 1")
         _check(self.growth > 0, "jko.growth", self.growth, "must be > 0 (alpha_k = alpha · growth^(k−1))")
-        _check(self.auto_tol >= 0, "jko.auto_tol", self.auto_tol, "must be >= 0 (standard errors of the val NLL)")
+        _check(self.auto_tol >= 0, "jko.auto_tol", self.auto_tol, "must be >= 0 (paired standard errors of the gain)")
         _limits(self, "jko.", self.LIMITS)
 
 

@@ -3,9 +3,16 @@
 Three kinds of set:
 
 * sampled (the 2-D toys, and the synthetic ``gmm`` / ``banana`` whose density is known): n_train, n_val and
-  n_test points are drawn from independent streams, and ``fresh(n)`` draws new points;
-* fixed (the MAF tabular sets, ``digits``): the splits are the published ones; n_train / n_val / n_test, when
-  not None, cap each split by a seeded subsample, and ``fresh(n)`` subsamples the test split.
+  n_test points are drawn from independent streams, and ``fresh(n)`` draws new points. Training points come
+  from the set's generator (FFJORD's, for the toys); validation, test and fresh points from an i.i.d. sampler
+  of the same distribution (``data/toy.py`` says why: five toy generators are stratified);
+* fixed (the MAF tabular sets, ``digits``, a user's file): the splits are the published ones (or the file's);
+  n_train / n_val / n_test, when not None, cap each split by a seeded subsample, and fresh draws are subsets of
+  the test split drawn without replacement.
+
+The two-sample statistics (``mmd_paper`` and its noise floor) compare n_gen generated points with n_ref
+reference points; :meth:`DataSplits.mmd_sizes` says how many, so that the floor, two disjoint draws of the
+data, is taken at the statistic's own sizes (a fixed set of N test points allows n_gen + n_ref ≤ N).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import numpy as np
 
 from jko_cli.data.maf import MAF_SETS
 from jko_cli.data.synthetic import SYNTHETIC_SETS
-from jko_cli.data.toy import TOY_SETS
+from jko_cli.data.toy import TOY_IID, TOY_SETS
 from jko_cli.data.transforms import Standardize
 from jko_cli.errors import UserError
 
@@ -51,7 +58,7 @@ class DataSplits:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
-    sampler: Sampler | None
+    sampler: Sampler | None  # i.i.d. draws of the data's distribution (sampled sets), else None
     eval_rng: np.random.Generator
     log_density: LogDensity | None = None
     transform: Standardize | None = None  # dataset=file: the splits are standardised; results go back through it
@@ -71,22 +78,31 @@ class DataSplits:
         """nll in data units − nll in the model's units (Σ log sd_j; 0 without a transform)."""
         return 0.0 if self.transform is None else self.transform.log_scale
 
+    def mmd_sizes(self, n: int) -> tuple[int, int]:
+        """(n_gen, n_ref): the sizes of a two-sample statistic asked for n points, generated and reference. A
+        sampled set gives (n, n). A fixed set of N test points holds the reference and, for the floor, a disjoint
+        second draw of n_gen points: n_ref = min(n, N // 2), n_gen = min(n, N − n_ref)."""
+        if self.sampler is not None:
+            return n, n
+        n_ref = min(n, len(self.test) // 2)
+        return min(n, len(self.test) - n_ref), n_ref
+
     def fresh(self, n: int) -> np.ndarray:
-        """n new points independent of every split (sampled sets), else a random subset of test."""
+        """n new i.i.d. points of a sampled set; for a fixed set, min(n, N) test points without replacement."""
         if self.sampler is not None:
             return self.sampler(n, self.eval_rng)
         idx = self.eval_rng.choice(len(self.test), size=min(n, len(self.test)), replace=False)
         return self.test[idx]
 
-
-    def fresh_pair(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two independent draws of up to n points (for the MMD noise floor): fresh samples of a sampled
-        set, else the two halves of a random permutation of the test split (never the same point twice)."""
+    def fresh_pair(self, n_a: int, n_b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two independent draws of n_a and n_b points (the MMD noise floor): fresh i.i.d. samples of a sampled
+        set; for a fixed set, disjoint subsets of the test split (no point in both), n_a + n_b ≤ N required."""
         if self.sampler is not None:
-            return self.fresh(n), self.fresh(n)
+            return self.fresh(n_a), self.fresh(n_b)
+        if n_a + n_b > len(self.test):
+            raise ValueError(f"fresh_pair({n_a}, {n_b}): the test split has {len(self.test)} points")
         idx = self.eval_rng.permutation(len(self.test))
-        m = min(n, len(idx) // 2)
-        return self.test[idx[:m]], self.test[idx[m : 2 * m]]
+        return self.test[idx[:n_a]], self.test[idx[n_a : n_a + n_b]]
 
 
 def dataset_names() -> list[str]:
@@ -99,12 +115,15 @@ def _streams(seed: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
 
 
-def _sampled(name: str, sampler: Sampler, sizes: tuple, seed: int, log_density: LogDensity | None) -> DataSplits:
+def _sampled(name: str, generator: Sampler, iid: Sampler, sizes: tuple, seed: int,
+             log_density: LogDensity | None) -> DataSplits:
+    """Training points from ``generator``; validation, test and fresh draws from ``iid`` (module docstring)."""
     if any(n is None for n in sizes):
         raise UserError(f"dataset={name} is sampled: n_train, n_val and n_test must be numbers, not null")
     streams = _streams(seed)
-    train, val, test = (sampler(n, rng) for n, rng in zip(sizes, streams, strict=False))
-    return DataSplits(name, train, val, test, sampler, streams[3], log_density)
+    train = generator(sizes[0], streams[0])
+    val, test = (iid(n, rng) for n, rng in zip(sizes[1:], streams[1:3], strict=True))
+    return DataSplits(name, train, val, test, iid, streams[3], log_density)
 
 
 def _fixed(name: str, splits: tuple, sizes: tuple, seed: int) -> DataSplits:
@@ -125,12 +144,12 @@ def load_dataset(name: str, n_train: int | None, n_val: int | None, n_test: int 
     """
     sizes = (n_train, n_val, n_test)
     if name in TOY_SETS:
-        return _sampled(name, TOY_SETS[name], sizes, seed, None)
+        return _sampled(name, TOY_SETS[name], TOY_IID[name], sizes, seed, None)
     if name in SYNTHETIC_SETS:
         from jko_cli.data.synthetic import build_synthetic
 
         syn = build_synthetic(name, dim, components, structure_seed)
-        return _sampled(name, syn.sample, sizes, seed, syn.log_density)
+        return _sampled(name, syn.sample, syn.sample, sizes, seed, syn.log_density)
     if name in MAF_SETS:
         from jko_cli.data.maf import load_maf
 

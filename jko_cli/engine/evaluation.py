@@ -23,32 +23,38 @@ INVERSE_POINTS = 2000
 
 
 def final_metrics(flow: ComposedFlow, data: DataSplits, rt: Runtime, n_samples: int, draws: int,
-                  generator: torch.Generator, check=lambda: None) -> tuple[dict, np.ndarray]:
-    """nll_test (+ at 2× steps), mmd_paper mean ± se over draws with its floor, mmd, inverse_error.
+                  generator: torch.Generator, check=lambda: None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """nll_test (+ at 2× steps), mmd_paper mean ± se over draws with its floor at the same sizes, mmd,
+    inverse_error.
 
-    Returns (metrics, generated samples of the first draw). ``check()`` runs between the parts (a stop request
-    raises there).
+    Returns (metrics, generated samples of the first draw, the NLL of each test point (n_test,) float64: two runs
+    of one seed share the test points, so their difference is compared point by point). ``check()`` runs
+    between the parts (a stop request raises there).
     """
     test = rt.tensor(data.test)
-    out = {"nll_test": M.nll(flow, test), "nll_test_2x": M.nll(flow.refined(), test), "n_test": len(data.test),
-           "n_steps_eval": flow.solver.n_steps}
+    with torch.inference_mode():
+        nll_points = -flow.log_prob(test).double().cpu().numpy()
+    out = {"nll_test": float(nll_points.mean()), "nll_test_se": float(nll_points.std(ddof=1) / np.sqrt(len(test))),
+           "nll_test_2x": M.nll(flow.refined(), test), "n_test": len(data.test), "n_steps_eval": flow.solver.n_steps}
     if data.transform is not None:  # dataset=file: the exact change of variables back to the data's units
         out["nll_test_data"] = out["nll_test"] + data.log_scale
         out["nll_test_2x_data"] = out["nll_test_2x"] + data.log_scale
+    n_gen, n_ref = data.mmd_sizes(n_samples)
     paper, floor, first = [], [], None
     for _i in range(draws):
         check()
         with torch.inference_mode():
-            gen = flow.sample(n_samples, generator).cpu()
-        ref = torch.as_tensor(data.fresh(n_samples))
+            gen = flow.sample(n_gen, generator).cpu()
+        ref = torch.as_tensor(data.fresh(n_ref))
         paper.append(M.mmd_paper(gen, ref))
-        floor.append(M.mmd_paper(*(torch.as_tensor(a) for a in data.fresh_pair(n_samples))))
+        floor.append(M.mmd_paper(*(torch.as_tensor(a) for a in data.fresh_pair(n_gen, n_ref))))
         if first is None:
             first, first_ref = gen, ref
     out["mmd_paper"], out["mmd_paper_se"] = M.mean_se(paper)
     out["mmd_paper_floor"], out["mmd_paper_floor_se"] = M.mean_se(floor)
+    out["mmd_paper_values"], out["mmd_paper_floor_values"] = paper, floor  # per draw: paired comparisons
     out["mmd_paper_draws"] = draws
-    out["mmd_paper_samples"] = n_samples
+    out["mmd_paper_samples"], out["mmd_paper_ref_samples"] = n_gen, n_ref  # the floor's two draws: the same sizes
     median = M.median_distance(first_ref)
     out["mmd"] = M.mmd_median(first, first_ref, median)
     out["mmd_kernel"] = M.mmd_kernel_description(median)
@@ -61,7 +67,7 @@ def final_metrics(flow: ComposedFlow, data: DataSplits, rt: Runtime, n_samples: 
         out["kl_true_note"] = f"Monte Carlo over {len(x)} fresh samples of the true density; kl_true_se = its s.e."
     if data.dim > 8:
         out["mmd_paper_note"] = "exp(-|x-y|^2) is near-degenerate in high dimension; read `mmd` instead"
-    return out, first.numpy()
+    return out, first.numpy(), nll_points
 
 
 def timestamp() -> str:
@@ -155,7 +161,7 @@ def evaluate_run(cfg, run_dir: Path, path: Path | None = None, prepared=None) ->
              "the run's own" if cfg.n_samples is None and cfg.draws is None else "as given")
     gen = torch.Generator().manual_seed(seed + 10_000)  # the generator train() uses for its final metrics
     start = time.perf_counter()
-    out, samples = final_metrics(flow, data, rt, n_samples, draws, gen)
+    out, samples, _ = final_metrics(flow, data, rt, n_samples, draws, gen)
     if data.dim == 2:
         n = min(cfg.w2_points, len(samples))
         out["w2"] = w2_exact(samples[:n].astype(np.float64), data.fresh(n))

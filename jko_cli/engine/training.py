@@ -32,7 +32,7 @@ from jko_cli.jko.state import JKOState
 from jko_cli.models import build_model
 from jko_cli.models.potential import gaussian_log_prob
 from jko_cli.run.checkpoint import load_checkpoint, save_checkpoint
-from jko_cli.run.files import RunFiles, read_status, save_json
+from jko_cli.run.files import NLL_POINTS, RunFiles, read_status, save_json
 from jko_cli.run.resume import RESUME_SAFE_KEYS, config_differences, stored_config
 from jko_cli.run.signals import StopFlag, StopRequested, graceful_stop
 from jko_cli.solvers import evaluation_solver, training_solver
@@ -245,7 +245,7 @@ def jko_step(tr: Trainer, k: int) -> None:
     if cfg.trainer.early_stop_every:
         record.update(epochs=res.epochs_run, early_stopped=res.early_stopped, val_checks=res.val_checks)
     if cfg.jko.auto:
-        record["stop"] = autostop.decide(record["val_gain"], record["nll_val_se"], cfg.jko.auto_tol, k,
+        record["stop"] = autostop.decide(record["val_gain"], record["val_gain_se"], cfg.jko.auto_tol, k,
                                          cfg.jko.max_steps)
     state.steps.append(record)
     tr.files.event("jko_step", record)
@@ -253,7 +253,7 @@ def jko_step(tr: Trainer, k: int) -> None:
     log.info("JKO step %d/%d%s (alpha_k=%g): L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g, val gain %.4g (se %.2g)%s "
              "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k,
              record["L"], record["C"], record["R"], record["nll_test"], record["mmd"], record["val_gain"],
-             record["nll_val_se"],
+             record["val_gain_se"],
              f" → stop: {record['stop']}" if record.get("stop") else "", res.adam_steps,
              ", early stop" if res.early_stopped else "", res.wall_s)
     tr.checkpoint(f"jko_{k:03d}.pt", "last.pt")
@@ -301,7 +301,8 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     log.info("final evaluation of the composed flow (%d blocks, %s): nll_test, mmd_paper over %d draws of %d "
              "samples", len(flow), flow.solver.describe(), cfg.trainer.mmd_draws, cfg.trainer.eval_samples)
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)
-    out, samples = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen, check)
+    out, samples, nll_points = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen,
+                                             check)
     out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,
                adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
                wall_s=round(wall_s, 3), steps=state.steps)
@@ -313,6 +314,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     check()
     out["wall_s"] = round(wall_s + time.perf_counter() - eval_start, 3)
     np.save(files.root / "samples.npy", data.to_data(samples[:SAVED_SAMPLES]))  # in the data's own units
+    np.save(files.root / NLL_POINTS, nll_points)  # per test point, in the model's units: paired comparisons
     save_json(files.root / "metrics.json", out)
     files.event("final", {k: v for k, v in out.items() if k != "steps"})
     files.status("finished", wall_s=out["wall_s"])

@@ -1,6 +1,7 @@
 """The files of a run directory (DESIGN.md §4): atomic writes, the event log, status.json.
 
     <run>/.hydra/  train.log  provenance.json  status.json  metrics.jsonl  metrics.json  samples.npy
+    <run>/nll_test_points.npy   (the final flow's NLL of each test point, float64: paired comparisons of runs)
     <run>/checkpoints/jko_001.pt … last.pt   (jko_cli.run.checkpoint)      <run>/plots/*.png
 """
 
@@ -12,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+NLL_POINTS = "nll_test_points.npy"
 
 
 def atomic_write(path: Path, write) -> None:

@@ -26,7 +26,8 @@ from jko_cli.solvers import FixedStepSolver
 
 def test_validation_fit_is_the_composed_flows_nll(make_potential):
     """Two blocks in turn: nll_val is −mean log p̂ of the composed flow so far (ComposedFlow.log_prob, computed
-    independently), val_gain the drop of that mean from k−1 to k blocks, nll_val_se = sd / √n."""
+    independently), val_gain the drop of that mean from k−1 to k blocks, val_gain_se the paired standard error
+    sd(nll_{k−1} − nll_k) / √n, nll_val_se the level's sd(nll_k) / √n."""
     blocks = [make_potential(2, width=6, seed=s, scale=0.3) for s in (1, 2)]
     x0 = torch.randn(300, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     solver = FixedStepSolver("rk4", 4)
@@ -37,6 +38,7 @@ def test_validation_fit_is_the_composed_flows_nll(make_potential):
         assert fit["nll_val"] == pytest.approx(nll.mean().item(), rel=1e-12)
         assert fit["val_gain"] == pytest.approx((previous - nll).mean().item(), abs=1e-12)
         assert fit["nll_val_se"] == pytest.approx(nll.std().item() / math.sqrt(300), rel=1e-10)
+        assert fit["val_gain_se"] == pytest.approx((previous - nll).std().item() / math.sqrt(300), rel=1e-10)
         x, previous = ComposedFlow([blocks[k - 1]], FixedStepSolver("rk4", 4)).forward(x)[0], nll
 
 
@@ -46,7 +48,39 @@ def test_an_identity_block_gains_exactly_nothing(zero_potential):
     fit, logdet = autostop.validation_fit(zero_potential(3), x, torch.zeros(50, dtype=torch.float64),
                                           FixedStepSolver("rk4", 4))
     assert fit["val_gain"] == 0.0 and torch.equal(logdet, torch.zeros(50, dtype=torch.float64))
-    assert autostop.decide(fit["val_gain"], fit["nll_val_se"], 0.0, 1, 20) == autostop.STOP_GAIN
+    assert fit["val_gain_se"] == 0.0
+    assert autostop.decide(fit["val_gain"], fit["val_gain_se"], 0.0, 1, 20) == autostop.STOP_GAIN
+
+
+def _paired_nlls(n: int = 4000, gain: float = 0.002, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point NLLs before and after a step with a known paired structure: a point's level b_i (sd 1) is
+    common to both, the step changes it by gain + e_i (sd 0.05). The level's se is sd(b)/√n ≈ 0.016, the
+    paired one sd(e)/√n ≈ 0.0008: twenty times smaller."""
+    g = torch.Generator().manual_seed(seed)
+    b = torch.randn(n, generator=g, dtype=torch.float64)
+    return b, b - gain - 0.05 * torch.randn(n, generator=g, dtype=torch.float64)
+
+
+def test_the_rules_standard_error_is_the_paired_one():
+    before, after = _paired_nlls()
+    gain, se = autostop.paired_gain(before, after)
+    d = (before - after).numpy()
+    assert gain == pytest.approx(d.mean(), rel=1e-12)
+    assert se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), rel=1e-12)
+    assert after.std().item() / math.sqrt(len(d)) > 15 * se  # the level's se, which the old rule divided by
+    assert autostop.paired_gain(before[:1], after[:1])[1] == math.inf
+
+
+def test_a_gain_of_three_paired_standard_errors_goes_on():
+    """With the default threshold a step that gained 3 paired se takes another; one that gained 1 se stops. The
+    level's se (what the rule divided by before) would have stopped both."""
+    tol = JKOConfig().auto_tol
+    before, after = _paired_nlls()
+    _, se = autostop.paired_gain(before, after)
+    level_se = after.std().item() / math.sqrt(len(after))
+    assert autostop.decide(3 * se, se, tol, 1, 20) is None
+    assert autostop.decide(1 * se, se, tol, 1, 20) == autostop.STOP_GAIN
+    assert autostop.decide(3 * se, level_se, 1.0, 1, 20) == autostop.STOP_GAIN
 
 
 @pytest.mark.parametrize("gain,se,tol,k,expected", [
@@ -76,7 +110,7 @@ def test_auto_stops_after_one_step_on_gaussian_data(tmp_path, monkeypatch):
     m = train(tiny_config(JKOConfig(n_steps="auto", max_steps=5)), tmp_path / "run")
     assert m["n_jko_steps"] == m["K"] == 1 and m["jko_stop_reason"] == autostop.STOP_GAIN
     step = m["steps"][0]
-    assert step["stop"] == autostop.STOP_GAIN and step["val_gain"] <= step["nll_val_se"]
+    assert step["stop"] == autostop.STOP_GAIN and step["val_gain"] <= JKOConfig().auto_tol * step["val_gain_se"]
     assert (tmp_path / "run/checkpoints/jko_001.pt").is_file()
     assert not (tmp_path / "run/checkpoints/jko_002.pt").exists()
 
@@ -89,8 +123,9 @@ def test_auto_is_fixed_k_cut_where_the_gain_fades(tmp_path, monkeypatch):
     auto = train(tiny_config(JKOConfig(n_steps="auto", max_steps=5), alpha=50.0), tmp_path / "auto")
     assert auto["n_jko_steps"] == 2 and auto["jko_stop_reason"] == autostop.STOP_GAIN
     first, second = auto["steps"]
-    assert first["val_gain"] > 10 * first["nll_val_se"] and first["stop"] is None
-    assert second["val_gain"] <= second["nll_val_se"] and second["stop"] == autostop.STOP_GAIN
+    tol = JKOConfig().auto_tol
+    assert first["val_gain"] > 10 * first["val_gain_se"] and first["stop"] is None
+    assert second["val_gain"] <= tol * second["val_gain_se"] and second["stop"] == autostop.STOP_GAIN
     fixed = train(tiny_config(JKOConfig(n_steps=2), alpha=50.0), tmp_path / "fixed")
     assert [{k: v for k, v in s.items() if k != "stop"} for s in _plain(auto["steps"])] == _plain(fixed["steps"])
     assert auto["adam_steps_total"] == fixed["adam_steps_total"] == 2 * 30 * 2
@@ -102,7 +137,7 @@ def test_measuring_the_gain_does_not_change_the_trajectory(tmp_path, monkeypatch
     (losses, per-step metrics, final metrics) is bit-identical, so plain configurations train exactly as before."""
     cfg = tiny_config(JKOConfig(n_steps=2), epochs_per_step=3)
     measured = train(cfg, tmp_path / "measured")
-    stat = {"nll_val": 0.0, "nll_val_se": 0.0, "val_gain": 0.0}
+    stat = {"nll_val": 0.0, "nll_val_se": 0.0, "val_gain": 0.0, "val_gain_se": 0.0}
     monkeypatch.setattr(autostop, "validation_fit", lambda block, x, logdet, *a: (stat, logdet))
     blind = train(cfg, tmp_path / "blind")
     assert [{**s, **stat} for s in _plain(measured["steps"])] == _plain(blind["steps"])
