@@ -1,10 +1,10 @@
 """report.md on choosing K: the K and Adam-step cells, and each other JKO variant against JKO-Flow with fixed K.
 
 A variant (K auto, geometric steps) is compared with "JKO-Flow" (constant steps, fixed K) at the same data set
-and alpha. Δ = variant − fixed (lower is better for both metrics). The noise of Δ is √(e_v² + e_f²), e being a
-cell's standard error: over seeds, std / √n; with one seed, the run's own (``mmd_paper_se`` over its draws;
-for nll_test the last JKO step's ``nll_val_se``, the standard error of the NLL at the validation size, which
-stands in for the test one). Δ beyond ±2 noise is "better" / "worse", else "same".
+and alpha. Δ = variant − fixed (lower is better for both metrics), paired (collect.paired_delta): runs of one
+seed share their evaluation draws, and an auto run is the fixed-K run of its seed cut at K, so their difference
+carries none of the noise the two runs have in common. Δ beyond ±2 of its standard error is "better" /
+"worse", else "same".
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from jko_cli.report.collect import Groups, Run
+from jko_cli.report.collect import PAIRED_DRAWS, UNPAIRED, Groups, Run, paired_delta
 
 FIXED = "JKO-Flow"
 VERDICT_Z = 2.0  # |Δ| > VERDICT_Z · noise is a difference; else "same"
@@ -21,10 +21,12 @@ COMPARE_METRICS = ("nll_test", "mmd_paper")
 DEFINITIONS = f"""\
 - K: JKO steps taken (`n_jko_steps`); Adam steps: `adam_steps_total`, every Adam step of the run. With several
   seeds a cell is the mean (min–max).
-- Variants against JKO-Flow with fixed K, same data set and alpha: Δ = variant − fixed (lower is better); its
-  noise is √(e_v² + e_f²) with e a cell's standard error (over seeds std/√n; one seed: `mmd_paper_se`, and for
-  `nll_test` the standard error of the NLL at the validation size, `nll_val_se`). Δ beyond ±{VERDICT_Z:g} noise
-  counts as better / worse, else same. Adam steps ÷ fixed: the variant's total Adam steps over fixed K's.
+- Variants against JKO-Flow with fixed K, same data set and alpha: Δ = variant − fixed (lower is better), paired
+  by seed: with several seeds, the mean of the per-seed differences ± its standard error (training and draw
+  noise); with one seed, the runs' per-draw (`mmd_paper`) or per-test-point (`nll_test`) differences ± their
+  standard error (marked ‡: draw noise only, since the two runs share their evaluation draws); where neither
+  exists, the cells' errors combined (marked ⁿ, unpaired). Δ beyond ±{VERDICT_Z:g} standard errors counts as
+  better / worse, else same. Adam steps ÷ fixed: the variant's total Adam steps over fixed K's.
 """
 
 
@@ -43,26 +45,18 @@ def count_cell(runs: list[Run], attr: str) -> str:
     return f"{lo:.0f}" if lo == hi else f"{np.mean(vals):.4g} ({lo:.0f}–{hi:.0f})"
 
 
-def mean_se(runs: list[Run], key: str) -> tuple[float, float]:
-    """(mean, standard error) of a metric over runs; one run: its own standard error (module docstring)."""
-    vals = np.array([r.value(key) for r in runs])
-    ok = np.isfinite(vals)
-    if ok.sum() == 0:
-        return math.nan, math.nan
-    if ok.sum() >= 2:
-        return float(vals[ok].mean()), float(vals[ok].std(ddof=1) / math.sqrt(ok.sum()))
-    run = [r for r, good in zip(runs, ok, strict=True) if good][0]
-    return float(vals[ok][0]), (run.nll_se if key == "nll_test" else run.value(f"{key}_se"))
+MARKS = {PAIRED_DRAWS: "‡", UNPAIRED: "ⁿ"}
 
 
-def compare(variant: list[Run], fixed: list[Run], key: str) -> tuple[float, float, str]:
-    """(Δ, noise, verdict) of variant − fixed for one metric; verdict '' when Δ or its noise is unknown."""
-    (mv, ev), (mf, ef) = mean_se(variant, key), mean_se(fixed, key)
-    delta, noise = mv - mf, math.hypot(ev, ef)
+def compare(variant: list[Run], fixed: list[Run], key: str) -> tuple[float, float, str, str]:
+    """(Δ, standard error, verdict, mark) of variant − fixed for one metric (paired, module docstring); verdict
+    '' when Δ or its error is unknown."""
+    delta, noise, how = paired_delta(variant, fixed, key)
+    mark = MARKS.get(how, "")
     if not (math.isfinite(delta) and math.isfinite(noise)):
-        return delta, noise, ""
+        return delta, noise, "", mark
     verdict = "better" if delta < -VERDICT_Z * noise else "worse" if delta > VERDICT_Z * noise else "same"
-    return delta, noise, verdict
+    return delta, noise, verdict, mark
 
 
 def adam_ratio(variant: list[Run], fixed: list[Run]) -> float:
@@ -85,8 +79,8 @@ def comparison_lines(by_alpha: dict[float, dict[str, list[Run]]], methods: list[
             parts = [m, f"{alpha:g}", count_cell(cell[m], "n_jko_steps"), count_cell(cell[FIXED], "n_jko_steps"),
                      f"{adam_ratio(cell[m], cell[FIXED]):.2f}"]
             for key in COMPARE_METRICS:
-                delta, noise, verdict = compare(cell[m], cell[FIXED], key)
-                parts.append(f"{delta:+.3g} ± {noise:.2g} {verdict}".strip())
+                delta, noise, verdict, mark = compare(cell[m], cell[FIXED], key)
+                parts.append(f"{delta:+.3g} ± {noise:.2g}{mark} {verdict}".strip())
             rows.append("| " + " | ".join(parts) + " |")
     if not rows:
         return []

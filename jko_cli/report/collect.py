@@ -4,8 +4,13 @@ A run is any directory under DIR holding ``metrics.json`` (engine.train writes i
 ``.hydra/overrides.yaml`` and ``.hydra/config.yaml`` say how it was configured. The method is read from the
 composed config: ``jko.schedule`` "single" is the OT-Flow baseline, "constant" is JKO-Flow (DESIGN.md §2),
 "geometric" JKO-Flow with growing steps; ``jko.n_steps=auto`` adds " auto" (K chosen from validation).
-Statistics follow DESIGN.md §3: ``mmd_paper`` is a mean over independent draws with standard error
-``mmd_paper_se``, so its single-draw noise standard deviation is ``mmd_paper_se · sqrt(mmd_paper_draws)``.
+Statistics follow DESIGN.md §3. A cell (data set, alpha, method) holds one run per seed; its value is the mean
+over seeds with the standard error of that mean (sd / √n). With one seed the error is the run's own over its
+evaluation draws (``mmd_paper_se``, ``nll_test_se``): draw noise only, no training noise.
+
+Two cells of the same seeds share their evaluation points (test points, latent and reference draws), so their
+difference is taken pairwise (:func:`paired_delta`): over seeds when there are several, else draw by draw
+(``mmd_paper_values``) or point by point (the runs' ``nll_test_points.npy``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from jko_cli.run.files import NLL_POINTS
 
 log = logging.getLogger(__name__)
 METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
@@ -129,6 +136,17 @@ class Run:
         value = last.get("nll_val_se")
         return float(value) if isinstance(value, (int, float)) else math.nan
 
+    def draws(self, key: str) -> np.ndarray | None:
+        """The per-draw (mmd_paper: ``mmd_paper_values``) or per-test-point (nll_test: ``nll_test_points.npy``)
+        values behind a metric's mean, or None when the run did not record them."""
+        if key == "nll_test":
+            try:
+                return np.load(self.root / NLL_POINTS)
+            except (OSError, ValueError):
+                return None
+        values = self.metrics.get(f"{key}_values")
+        return np.asarray(values, dtype=float) if isinstance(values, list) and values else None
+
     def value(self, key: str) -> float:
         """A metric as a float (NaN when absent or not a number)."""
         v = self.metrics.get(key)
@@ -230,29 +248,51 @@ def runs_of(by_alpha: dict[float, dict[str, list[Run]]]) -> list[Run]:
 
 
 def cell_stats(runs: list[Run], key: str) -> tuple[float, float, int]:
-    """(mean, error, n) of a metric over runs: error = std over seeds (ddof=1) when n ≥ 2; with one run,
-    the run's own standard error ``<key>_se`` (NaN when it has none)."""
-    vals = np.array([r.value(key) for r in runs])
-    vals = vals[np.isfinite(vals)]
-    if len(vals) == 0:
+    """(mean, standard error, n) of a metric over runs (seeds): error = std (ddof=1) / √n when n ≥ 2; with one
+    run, the run's own standard error ``<key>_se`` over its draws (NaN when it has none)."""
+    ok = [(r, r.value(key)) for r in runs if math.isfinite(r.value(key))]
+    if not ok:
         return math.nan, math.nan, 0
-    if len(vals) == 1:
-        return float(vals[0]), runs[0].value(f"{key}_se"), 1
-    return float(vals.mean()), float(vals.std(ddof=1)), len(vals)
+    if len(ok) == 1:
+        return ok[0][1], ok[0][0].value(f"{key}_se"), 1
+    vals = np.array([v for _, v in ok])
+    return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(len(vals))), len(vals)
 
 
-def noise_sd(runs: list[Run]) -> float:
-    """Single-draw noise sd of mmd_paper: median over runs of mmd_paper_se · sqrt(mmd_paper_draws)."""
-    sds = [r.value("mmd_paper_se") * math.sqrt(r.value("mmd_paper_draws")) for r in runs]
-    sds = [s for s in sds if math.isfinite(s)]
-    return float(np.median(sds)) if sds else math.nan
+PAIRED_SEEDS, PAIRED_DRAWS, UNPAIRED = "over seeds", "paired draws", "unpaired"
 
 
-def spread(by_alpha: dict[float, dict[str, list[Run]]], method: str) -> dict | None:
-    """Worst minus best mean mmd_paper of one method across alpha (None with fewer than two alphas)."""
-    means = {a: cell_stats(cell[method], "mmd_paper")[0] for a, cell in by_alpha.items() if method in cell}
-    means = {a: m for a, m in means.items() if math.isfinite(m)}
-    if len(means) < 2:
-        return None
-    best, worst = min(means, key=means.get), max(means, key=means.get)
-    return {"spread": means[worst] - means[best], "best_alpha": best, "worst_alpha": worst}
+def paired_delta(a: list[Run], b: list[Run], key: str) -> tuple[float, float, str]:
+    """(Δ, its standard error, how) for cell a − cell b of one metric (module docstring):
+
+    * two or more seeds in both: Δ_s per common seed, mean and sd / √n (training and draw noise);
+    * one common seed: the runs' per-draw (mmd_paper) or per-point (nll_test) differences, mean and sd / √n
+      (draw noise only: the two runs' evaluation draws are the same, so only the flows differ);
+    * otherwise the cells' means and √(se_a² + se_b²) ("unpaired").
+    """
+    va = {r.seed: r.value(key) for r in a if math.isfinite(r.value(key))}
+    vb = {r.seed: r.value(key) for r in b if math.isfinite(r.value(key))}
+    common = [s for s in va if s in vb]
+    if len(common) >= 2:
+        d = np.array([va[s] - vb[s] for s in common])
+        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_SEEDS
+    if len(common) == 1 and len(va) == len(vb) == 1:
+        ra = next(r for r in a if r.seed == common[0])
+        rb = next(r for r in b if r.seed == common[0])
+        da, db = ra.draws(key), rb.draws(key)
+        if da is not None and db is not None and da.shape == db.shape and len(da) >= 2:
+            d = da - db
+            return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_DRAWS
+    (ma, ea, _), (mb, eb, _) = cell_stats(a, key), cell_stats(b, key)
+    return ma - mb, math.hypot(ea, eb), UNPAIRED
+
+
+def floor_line(runs: list[Run]) -> str:
+    """The noise floor of mmd_paper over runs: mean ± se and how far from 0 that is (the floor is centred on 0
+    when the evaluation draws are i.i.d.: a sign of an unbiased statistic)."""
+    mean, se, n = cell_stats(runs, "mmd_paper_floor")
+    if n == 0:
+        return "Noise floor `mmd_paper_floor`: not recorded."
+    z = f", {mean / se:+.2g} se from 0" if n > 1 and se > 0 else ""
+    return (f"Noise floor `mmd_paper_floor` (data against data, at the statistic's sizes): {mean:.2g} ± {se:.2g} "
+            f"over {n} run{'s' * (n != 1)}{z}.")

@@ -31,29 +31,50 @@ def _log_alpha_axis(ax, alphas: list[float]) -> None:
     ax.tick_params(which="both", labelsize=7)
 
 
+def _value_scale(ax, values: list[float], floor_sd: float) -> None:
+    """A log axis where the values span more than a decade; symlog (linear within ±floor_sd, the floor's own
+    noise) when some are ≤ 0, as mmd_paper near its floor can be; linear otherwise."""
+    finite = np.array([v for v in values if math.isfinite(v)])
+    positive = finite[finite > 0]
+    if len(positive) < 2 or positive.max() / positive.min() < 10:
+        return
+    if (finite <= 0).any():
+        ax.set_yscale("symlog", linthresh=max(floor_sd, positive.min(), 1e-12))
+    else:
+        ax.set_yscale("log")
+
+
 def mmd_vs_alpha(path: Path, groups: Groups) -> bool:
-    """One panel per data set: mean mmd_paper against alpha per method, error bars = std over seeds (one seed:
-    the run's standard error over draws); the noise floor as a dashed line. Methods are nudged apart in x."""
+    """One column per data set: mean mmd_paper (top) and nll_test (bottom) against alpha per method, error bars
+    = the standard error over seeds (one seed: the run's own over its draws); the mmd noise floor dashed. Methods
+    are nudged apart in x; the mmd axis is logarithmic where the values span decades."""
     if not groups:
         return False
-    with figure(path, ncols=len(groups), size=ALPHA_PANEL) as (_, axes):
-        for ax, (ds, by_alpha) in zip(axes[0], groups.items(), strict=True):
+    with figure(path, ncols=len(groups), nrows=2, size=ALPHA_PANEL) as (_, axes):
+        for col, (ds, by_alpha) in enumerate(groups.items()):
             methods = methods_of(by_alpha)
-            for j, m in enumerate(methods):
-                pts = [(a, *cell_stats(cell[m], "mmd_paper")[:2]) for a, cell in by_alpha.items() if m in cell]
-                pts = [p for p in pts if math.isfinite(p[1])]
-                if pts:
-                    x, y, err = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
-                    nudge = 1.04 ** (j - (len(methods) - 1) / 2)
-                    ax.errorbar(x * nudge, y, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=3, lw=1,
-                                color=COLORS.get(m), label=m)
-            floor = cell_stats(runs_of(by_alpha), "mmd_paper_floor")[0]
-            if math.isfinite(floor):
-                ax.axhline(floor, ls="--", lw=1, color="grey", label="floor (data vs data)")
-            _log_alpha_axis(ax, list(by_alpha))
-            ax.set_ylabel("mmd_paper", fontsize=8)
-            ax.set_title(ds, fontsize=9)
-            ax.legend(fontsize=7)
+            for row, key in enumerate(("mmd_paper", "nll_test")):
+                ax, values = axes[row, col], []
+                for j, m in enumerate(methods):
+                    pts = [(a, *cell_stats(cell[m], key)[:2]) for a, cell in by_alpha.items() if m in cell]
+                    pts = [p for p in pts if math.isfinite(p[1])]
+                    if pts:
+                        x, y, err = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
+                        nudge = 1.04 ** (j - (len(methods) - 1) / 2)
+                        ax.errorbar(x * nudge, y, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=3, lw=1,
+                                    color=COLORS.get(m), label=m)
+                        values += list(y - np.nan_to_num(err)) + list(y + np.nan_to_num(err))
+                if key == "mmd_paper":
+                    floor, floor_se, n = cell_stats(runs_of(by_alpha), "mmd_paper_floor")
+                    if math.isfinite(floor):
+                        ax.axhline(floor, ls="--", lw=1, color="grey", label="floor (data vs data)")
+                    floors = [r.value("mmd_paper_floor") for r in runs_of(by_alpha)]
+                    floors = [f for f in floors if math.isfinite(f)]
+                    _value_scale(ax, values, float(np.std(floors)) if len(floors) > 1 else 0.0)
+                _log_alpha_axis(ax, list(by_alpha))
+                ax.set_ylabel(key, fontsize=8)
+                ax.set_title(ds, fontsize=9)
+                ax.legend(fontsize=7)
     return True
 
 

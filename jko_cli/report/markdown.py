@@ -1,27 +1,36 @@
-"""The text of report.md: every data set on one screen (spread across alpha, mmd_paper per alpha); per data
-set, the alpha × method table (quality, K, Adam steps), the Adam-step budget, the spread over alpha; where K
-was chosen automatically, the comparison with fixed K (jko_cli/report/choosing_k.py)."""
+"""The text of report.md: every data set on one screen (the claim's tests, mmd_paper per alpha); per data set,
+the alpha × method table (quality, K, Adam steps), the Adam-step budget, the tests of the claim
+(jko_cli/report/claim.py); where K was chosen automatically, the comparison with fixed K
+(jko_cli/report/choosing_k.py)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from jko_cli.report import choosing_k
-from jko_cli.report.collect import Groups, Run, cell_stats, method_rank, methods_of, noise_sd, runs_of, spread
+from jko_cli.report import choosing_k, claim
+from jko_cli.report.collect import Groups, Run, cell_stats, floor_line, method_rank, methods_of, runs_of
 
 TABLE_METRICS = (("mmd_paper", ".3g"), ("nll_test", ".4g"))  # (metric, format of its mean); lower is better
-DEFINITIONS = """\
+CLAIM_METRICS = ("mmd_paper", "nll_test")
+DEFINITIONS = f"""\
 Conventions:
-- Cells are the mean ± standard deviation over seeds (ddof = 1). With a single seed the ± is that run's
-  standard error over its independent draws (marked †; nll_test then has none). **Bold**: the best (lowest)
-  mean of the row, when there is more than one method to compare.
+- Cells are the mean over seeds ± the standard error of that mean (sd / √n, ddof = 1). With a single seed the
+  ± is that run's standard error over its own evaluation draws (marked †: draw noise only, no training
+  noise). **Bold**: the best (lowest) mean of the row, when there is more than one method to compare.
 - `mmd_paper`: squared MMD with kernel exp(−‖x − y‖²), unbiased, averaged over independent draws (DESIGN.md §3).
   `nll_test`: −mean log p̂(x) in nats on held-out data.
-- Noise sd σ of `mmd_paper`: the standard deviation of one draw of the statistic, taken as the median over the
-  data set's runs of `mmd_paper_se` · sqrt(`mmd_paper_draws`). Spread of a method: worst minus best of its mean
-  `mmd_paper` across alpha, also given in units of σ.
-- Noise floor: `mmd_paper_floor`, the same statistic between two independent draws of the data itself.
+- Alpha effect (jko_cli/report/claim.py): for one data set, method and metric, the runs form an alpha × seed
+  table; runs of one seed share data, initial parameters and evaluation draws, so seed is a block. Null
+  hypothesis: no alpha effect. F = mean square of alpha / mean square of the residual (the seed-to-seed noise
+  at fixed alpha, whose sd per run is given); p by permutation of alpha within seeds
+  ({claim.PERMUTATIONS} draws) and from the F distribution. "effect": permutation p < {claim.LEVEL:g}; Holm: p
+  adjusted over the data sets of the report (one family per method and metric). Needs ≥ 2 seeds.
+- JKO worst − OT best: per seed, JKO-Flow at the alpha of its highest mean minus OT-Flow at the alpha of its
+  lowest mean; mean and {100 * (1 - claim.LEVEL):g} % t interval over seeds. Both alphas are picked from the same
+  runs, which favours OT-Flow: an interval below 0 is a conservative result for JKO-Flow.
+- Noise floor: `mmd_paper_floor`, the same statistic between two independent draws of the data at the same
+  sizes; centred on 0 (within its standard error) when the statistic is unbiased.
 """
 
 
@@ -92,52 +101,84 @@ def adam_sentence(by_alpha: dict[float, dict[str, list[Run]]]) -> str:
             + ", ".join(map(str, totals)) + " per run).")
 
 
-def spread_lines(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
-    """Per method: the spread of the mean mmd_paper across alpha, raw and in units of the noise sd; the floor."""
-    runs = runs_of(by_alpha)
-    sigma = noise_sd(runs)
-    lines = [f"Noise sd σ of `mmd_paper` (median single-draw sd over {_count(len(runs), 'run')}): {sigma:.3g}", ""]
-    rows = [(m, spread(by_alpha, m)) for m in methods_of(by_alpha)]
-    if all(s is None for _, s in rows):
-        lines.append("Spread across alpha: not defined (fewer than two alphas per method).")
-    else:
-        lines += ["| method | best alpha | worst alpha | spread (worst − best) | spread / σ |", "|---|---|---|---|---|"]
-        for m, s in rows:
-            if s is None:
-                lines.append(f"| {m} | — | — | — (one alpha) | — |")
+def _p(p: float) -> str:
+    return "—" if not math.isfinite(p) else f"{p:.2g}" if p >= 1e-3 else "<0.001"
+
+
+def _effect_text(e: claim.AlphaEffect | None, holm_p: float = math.nan) -> str:
+    if e is None:
+        return "— (needs ≥ 2 alphas and seeds)"
+    verdict = "**effect**" if e.significant else "none"
+    holm = f", Holm {_p(holm_p)}" if math.isfinite(holm_p) else ""
+    return f"p {_p(e.p_perm)} ({verdict}{holm})"
+
+
+def _wab_text(w: claim.WorstAgainstBest | None) -> str:
+    if w is None:
+        return "— (needs both methods, ≥ 2 seeds)"
+    return f"{w.delta:+.2g} [{w.low:+.2g}, {w.high:+.2g}] (α {w.jko_alpha:g} vs {w.ot_alpha:g})"
+
+
+def claim_lines(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
+    """Per method and metric: the alpha-effect test; JKO-Flow's worst alpha against OT-Flow's best; the floor."""
+    head = ["method", "metric", "alphas", "seeds", "spread of means (worst − best)", "seed noise sd (per run)", "F",
+            "p (F)", "p (permutation)"]
+    lines = ["Alpha effect (null: none; seeds as blocks):", "", "| " + " | ".join(head) + " |", "|" + "---|" * 9]
+    for m in methods_of(by_alpha):
+        cells = {a: cell[m] for a, cell in by_alpha.items() if m in cell}
+        for key in CLAIM_METRICS:
+            e = claim.alpha_effect(cells, key)
+            if e is None:
+                means = [cell_stats(r, key)[0] for r in cells.values()]
+                means = [v for v in means if math.isfinite(v)]
+                alphas, seeds, _ = claim.seed_table(cells, key)
+                spread = f"{max(means) - min(means):.3g}" if len(means) >= 2 else "—"
+                why = "needs ≥ 2 alphas" if len(alphas) < 2 else "needs ≥ 2 seeds at every alpha"
+                lines.append(f"| {m} | {key} | {len(alphas)} | {len(seeds)} | {spread} | — | — | — | — ({why}) |")
             else:
-                lines.append(f"| {m} | {s['best_alpha']:g} | {s['worst_alpha']:g} | {s['spread']:.3g} | "
-                             f"{s['spread'] / sigma:.3g} |")
-    floor, floor_sd, n = cell_stats(runs, "mmd_paper_floor")
-    sd_text = f" (sd over runs {floor_sd:.2g})" if n > 1 and math.isfinite(floor_sd) else ""
-    lines += ["", f"Noise floor `mmd_paper_floor`: mean {floor:.3g} over {_count(n, 'run')}{sd_text}."]
-    return lines
+                lines.append(f"| {m} | {key} | {e.alphas} | {e.seeds} | {e.spread:.3g} | {e.noise_sd:.2g} | "
+                             f"{e.f:.3g} | {_p(e.p_f)} | {_p(e.p_perm)}{' **effect**' if e.significant else ''} |")
+    lines.append("")
+    for key in CLAIM_METRICS:
+        w = claim.worst_against_best(by_alpha, key)
+        if w is not None:
+            lines.append(f"JKO-Flow's worst alpha against OT-Flow's best, `{key}`: {_wab_text(w)} over {w.seeds} "
+                         "seeds.")
+    return [*lines, "", floor_line(runs_of(by_alpha))]
 
 
 def overview_lines(groups: Groups) -> list[str]:
-    """Every data set on one screen: the spread across alpha of each method (the claim in one number per data
-    set), and mean ``mmd_paper`` per alpha with the methods side by side (the lowest in bold)."""
+    """Every data set on one screen: per method the alpha-effect test of mmd_paper and nll_test (with Holm's
+    adjustment over the data sets), JKO-Flow's worst against OT-Flow's best, the floor; then mean mmd_paper per
+    alpha with the methods side by side (the lowest in bold)."""
     if not groups:
         return []
     methods = sorted({m for by_alpha in groups.values() for m in methods_of(by_alpha)}, key=method_rank)
     alphas = sorted({a for by_alpha in groups.values() for a in by_alpha})
+    effects = {(ds, m, key): claim.alpha_effect({a: c[m] for a, c in by_alpha.items() if m in c}, key)
+               for ds, by_alpha in groups.items() for m in methods for key in CLAIM_METRICS}
+    holm = {}
+    for m in methods:
+        for key in CLAIM_METRICS:
+            fam = {ds: e.p_perm for (ds, mm, kk), e in effects.items() if mm == m and kk == key and e is not None}
+            holm.update({(ds, m, key): p for ds, p in claim.holm(fam).items()})
+    both = any(claim.JKO in ms and claim.OT in ms for ms in (methods_of(b) for b in groups.values()))
+    head = ["data set", "seeds", *(f"{m}: alpha effect on {k}" for m in methods for k in CLAIM_METRICS),
+            *([f"JKO worst − OT best, {k}" for k in CLAIM_METRICS] if both else []), "floor (mean ± se)"]
     lines = ["## All data sets", "",
-             "Spread of mean `mmd_paper` across alpha (worst − best; in units of the data set's noise sd σ), and "
-             "how far each method's worst alpha is from the best mean of any method at any alpha (in σ):", "",
-             "| data set | σ | floor | " + " | ".join(f"{m} spread | {m} / σ" for m in methods) + " | "
-             + " | ".join(f"{m} worst − best of all / σ" for m in methods) + " |",
-             "|" + "---|" * (3 + 3 * len(methods))]
+             "Does quality depend on alpha? Per method, the alpha-effect test (permutation p; **effect** below "
+             f"{claim.LEVEL:g}; Holm-adjusted over the data sets); and JKO-Flow at its worst alpha minus OT-Flow at "
+             f"its best, mean [{100 * (1 - claim.LEVEL):g} % CI] over seeds (lower is better for JKO-Flow):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ds, by_alpha in groups.items():
-        runs = runs_of(by_alpha)
-        sigma = noise_sd(runs)
-        row = [ds, f"{sigma:.2g}", f"{cell_stats(runs, 'mmd_paper_floor')[0]:.2g}"]
-        means = {m: [cell_stats(cell.get(m, []), "mmd_paper")[0] for cell in by_alpha.values()] for m in methods}
-        means = {m: [v for v in vs if math.isfinite(v)] for m, vs in means.items()}
-        best_all = min((v for vs in means.values() for v in vs), default=math.nan)
-        for m in methods:
-            s = spread(by_alpha, m)
-            row += ["—", "—"] if s is None else [f"{s['spread']:.2g}", f"{s['spread'] / sigma:.3g}"]
-        row += [f"{(max(means[m]) - best_all) / sigma:.3g}" if means[m] else "—" for m in methods]
+        seeds = sorted({str(r.seed) for r in runs_of(by_alpha)})
+        row = [ds, str(len(seeds))]
+        row += [_effect_text(effects[(ds, m, k)], holm.get((ds, m, k), math.nan))
+                for m in methods for k in CLAIM_METRICS]
+        if both:
+            row += [_wab_text(claim.worst_against_best(by_alpha, k)) for k in CLAIM_METRICS]
+        f_mean, f_se, _ = cell_stats(runs_of(by_alpha), "mmd_paper_floor")
+        row.append(f"{f_mean:.2g} ± {f_se:.2g}")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Mean `mmd_paper` per alpha ({' / '.join(methods)}; **bold**: the lowest):", "",
               "| data set | " + " | ".join(f"alpha = {a:g}" for a in alphas) + " |", "|" + "---|" * (1 + len(alphas))]
@@ -182,5 +223,5 @@ def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) ->
     out += choosing_k.summary_lines(groups)
     for ds, by_alpha in groups.items():
         out += [f"## {ds}", "", *table(by_alpha), "", adam_sentence(by_alpha), "",
-                *choosing_k.comparison_lines(by_alpha, methods_of(by_alpha)), *spread_lines(by_alpha), ""]
+                *choosing_k.comparison_lines(by_alpha, methods_of(by_alpha)), *claim_lines(by_alpha), ""]
     return "\n".join(out)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from helpers.report_runs import SCHEDULE, TEMPLATE, write_fake_run
 from matplotlib.image import imread
 
 from jko_cli import cli
@@ -23,9 +23,7 @@ from jko_cli.report import collect as report
 from jko_cli.report.command import write_report
 from jko_cli.report.markdown import adam_sentence
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "helpers" / "smoke_run"
 DPI = 110  # jko_cli.plotting.figure saves at 110 dpi; a panel is `size` inches
-SCHEDULE = {"OT-Flow": "single", "JKO-Flow": "constant"}
 # (data set, alpha, method) → mmd_paper of seeds 0 and 1; nll_test = 1 + 10·mmd_paper
 MMD = {("moons", 1.0, "OT-Flow"): (0.010, 0.012), ("moons", 5.0, "OT-Flow"): (0.004, 0.006),
        ("moons", 1.0, "JKO-Flow"): (0.002, 0.004), ("moons", 5.0, "JKO-Flow"): (0.001, 0.003),
@@ -38,31 +36,6 @@ ADAM = {("moons", "OT-Flow"): 12, ("moons", "JKO-Flow"): 60, ("8gaussians", "OT-
 def se_of(i: int) -> float:
     """mmd_paper_se of the i-th fake run: all different, so the median is a real choice."""
     return 1e-4 * (1 + i % 7) + 1e-5 * i
-
-
-def write_fake_run(run_dir: Path, dataset: str, alpha: float, method: str, seed: int, mmd_paper: float,
-                   se: float, adam_steps: int, samples: bool = True) -> None:
-    """A run directory like engine.train's: .hydra/{overrides,config}.yaml, metrics.json, samples.npy."""
-    metrics = json.loads((TEMPLATE / "metrics.json").read_text())
-    config = yaml.safe_load((TEMPLATE / ".hydra" / "config.yaml").read_text())
-    k = 5 if method == "JKO-Flow" else 1
-    config["dataset"]["name"], config["alpha"], config["seed"] = dataset, alpha, seed
-    config["jko"].update(schedule=SCHEDULE[method], n_steps=k)
-    step = metrics["steps"][0]
-    steps = [{**step, "jko_step": j, "alpha": alpha, "mmd": mmd_paper * (k + 1 - j), "nll_test": 2.0 + k - j}
-             for j in range(1, k + 1)]
-    metrics.update(dataset=dataset, alpha=alpha, seed=seed, K=k, adam_steps=adam_steps, mmd_paper=mmd_paper,
-                   mmd_paper_se=se, mmd_paper_draws=5, nll_test=1 + 10 * mmd_paper, mmd_paper_floor=-1e-4,
-                   steps=steps)
-    (run_dir / ".hydra").mkdir(parents=True)
-    overrides = [f"dataset={dataset}", f"alpha={alpha:g}", f"jko={SCHEDULE[method]}", f"seed={seed}",
-                 "trainer=smoke"]
-    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if samples:
-        rng = np.random.default_rng(seed)
-        np.save(run_dir / "samples.npy", rng.normal(size=(2000, 2)).astype(np.float32))
 
 
 NO_SAMPLES = {("moons", 1.0, "OT-Flow", 0), ("8gaussians", 5.0, "JKO-Flow", 0), ("8gaussians", 5.0, "JKO-Flow", 1)}
@@ -137,7 +110,7 @@ def test_markdown_table_has_every_alpha_both_methods_and_marks_the_best(sweep):
                 assert row[f"{key} {best}"].startswith("**")
                 assert not row[f"{key} {({*SCHEDULE} - {best}).pop()}"].startswith("**")
     cell = md_table(md_section(text, "moons"))["1"]["mmd_paper JKO-Flow"]
-    assert cell == f"**{0.003:.3g} ± {statistics.stdev([0.002, 0.004]):.2g}**"
+    assert cell == f"**{0.003:.3g} ± {statistics.stdev([0.002, 0.004]) / math.sqrt(2):.2g}**"  # se over seeds
 
 
 def test_adam_step_sentence_follows_the_data(sweep):
@@ -147,40 +120,18 @@ def test_adam_step_sentence_follows_the_data(sweep):
     assert "got the same total number of Adam steps as JKO-Flow (60 per run)" in md_section(text, "8gaussians")
 
 
-def test_spread_and_noise_sd_equal_a_hand_computation(sweep):
-    root, out, index, _ = sweep
-    groups = report.group_runs(report.find_runs(root))
-    text = (out / "report.md").read_text()
-    for ds in ("moons", "8gaussians"):
-        sigma = statistics.median(se * math.sqrt(5) for (d, *_, se) in index.values() if d == ds)
-        assert report.noise_sd(report.runs_of(groups[ds])) == pytest.approx(sigma)
-        section = md_section(text, ds)
-        assert f"{sigma:.3g}" in section
-        for method in SCHEDULE:
-            means = [statistics.mean(MMD[(ds, a, method)]) for a in (1.0, 5.0)]
-            hand = max(means) - min(means)
-            assert report.spread(groups[ds], method)["spread"] == pytest.approx(hand)
-            assert f"| {method} | " in section and f"| {hand:.3g} | {hand / sigma:.3g} |" in section
-    assert "Noise floor `mmd_paper_floor`: mean -0.0001 over 8 runs" in md_section(text, "moons")
-
-
-def test_overview_has_every_data_set_with_its_spreads_and_means(sweep):
+def test_overview_has_every_data_set_with_its_tests_and_means(sweep):
     root, out, _, _ = sweep
-    groups = report.group_runs(report.find_runs(root))
     overview = (out / "report.md").read_text().split("## All data sets\n", 1)[1].split("\n## ", 1)[0]
-    spreads, means = [[ln for ln in part.splitlines() if ln.startswith("| ")][1:]
-                      for part in overview.split("Mean `mmd_paper` per alpha")]
-    assert [r.split(" | ")[0].strip("| ") for r in spreads] == [r.split(" | ")[0].strip("| ") for r in means] == \
+    tests, means = [[ln for ln in part.splitlines() if ln.startswith("| ")][1:]
+                    for part in overview.split("Mean `mmd_paper` per alpha")]
+    assert [r.split(" | ")[0].strip("| ") for r in tests] == [r.split(" | ")[0].strip("| ") for r in means] == \
         ["8gaussians", "moons"]
-    for row_s, row_m in zip(spreads, means, strict=True):
-        ds = row_s.split(" | ")[0].strip("| ")
-        sigma = report.noise_sd(report.runs_of(groups[ds]))
-        best_all = min(statistics.mean(v) for (d, _, _), v in MMD.items() if d == ds)
-        for method in SCHEDULE:
-            s = report.spread(groups[ds], method)["spread"]
-            assert f"| {s:.2g} | {s / sigma:.3g} |" in row_s
-        worst = {m: max(statistics.mean(MMD[(ds, a, m)]) for a in (1.0, 5.0)) for m in SCHEDULE}
-        assert row_s.endswith(" | ".join(f"{(worst[m] - best_all) / sigma:.3g}" for m in SCHEDULE) + " |")
+    for row_t, row_m in zip(tests, means, strict=True):
+        ds = row_t.split(" | ")[0].strip("| ")
+        assert row_t.split(" | ")[1] == "2"  # seeds
+        assert row_t.count("| p ") == 4  # two methods × two metrics, each tested over the 2 seeds
+        assert row_t.rstrip(" |").endswith(f"{-1e-4:.2g} ± {0:.2g}")  # the floor: every fake run has -1e-4
         for alpha in (1.0, 5.0):
             ot, jko = (statistics.mean(MMD[(ds, alpha, m)]) for m in ("OT-Flow", "JKO-Flow"))
             low = min(ot, jko)
@@ -216,7 +167,7 @@ def test_samples_grid_row_window_ignores_a_diverged_run():
 def test_figures_exist_with_the_expected_pixel_size(sweep):
     _, out, _, written = sweep
     # (rows, cols, inches per panel): 2 data sets; samples: 2 alphas × 2 methods; steps: mmd and nll_test
-    layout = {"mmd_vs_alpha.png": (1, 2, 3.2), "samples_grid.png": (2, 4, 2.0), "steps.png": (2, 2, 3.0)}
+    layout = {"mmd_vs_alpha.png": (2, 2, 3.2), "samples_grid.png": (2, 4, 2.0), "steps.png": (2, 2, 3.0)}
     for name, (rows, cols, size) in layout.items():
         path = out / name
         assert written[name] == path and path.stat().st_size > 1000
@@ -237,7 +188,7 @@ def test_one_method_one_alpha_and_no_samples(tmp_path):
     text = (root / "report.md").read_text()
     table = md_table(md_section(text, "moons"))
     assert set(table) == {"5"} and "**" not in table["5"]["mmd_paper JKO-Flow"]  # nothing to compare
-    assert "not defined (fewer than two alphas per method)" in text
+    assert "needs ≥ 2 alphas" in text
     assert "not both run" in adam_sentence(report.group_runs(report.find_runs(root))["moons"])
 
 

@@ -1,0 +1,121 @@
+"""The claim's tests (jko_cli/report/claim.py) against independent computations and on constructed runs.
+
+The block F statistic is checked against a least-squares fit of the two nested linear models (seed only;
+seed + alpha) built from dummy variables; the permutation p-value on tables whose answer is known (no alpha
+effect; an alpha shifted by many noise sds, hidden under seed effects a one-way analysis would not see
+through); the worst-against-best interval against scipy's t quantile; Holm against a hand computation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers.report_runs import write_fake_run
+from scipy import stats
+
+from jko_cli.report import claim
+from jko_cli.report import collect as report
+from jko_cli.report.command import write_report
+
+ALPHAS = (0.5, 1.0, 5.0, 10.0, 50.0)
+
+
+def _ss_res(design: np.ndarray, y: np.ndarray) -> float:
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(((y - design @ beta) ** 2).sum())
+
+
+def test_block_f_is_the_nested_model_comparison():
+    rng = np.random.default_rng(0)
+    A, S = 5, 3
+    y = rng.normal(size=(A, S)) + np.arange(A)[:, None] * 0.3 + rng.normal(size=(1, S))
+    a_idx, s_idx = np.repeat(np.arange(A), S), np.tile(np.arange(S), A)
+    seed_only = np.column_stack([np.ones(A * S), *(s_idx == j for j in range(1, S))]).astype(float)
+    full = np.column_stack([seed_only, *(a_idx == i for i in range(1, A))]).astype(float)
+    r0, r1 = _ss_res(seed_only, y.ravel()), _ss_res(full, y.ravel())
+    f, ss_alpha, ss_res = claim.block_f(y)
+    assert ss_res == pytest.approx(r1, rel=1e-10) and ss_alpha == pytest.approx(r0 - r1, rel=1e-10)
+    assert f == pytest.approx(((r0 - r1) / (A - 1)) / (r1 / ((A - 1) * (S - 1))), rel=1e-10)
+
+
+def test_permutation_p_is_uniform_ish_without_an_effect_and_small_with_one():
+    rng = np.random.default_rng(1)
+    nulls = []
+    for _ in range(40):
+        y = rng.normal(size=(5, 3)) + 10 * rng.normal(size=(1, 3))  # big seed effects, no alpha effect
+        nulls.append(claim.permutation_p(y, claim.block_f(y)[0], n=999))
+    nulls = np.array(nulls)
+    assert 0.3 < nulls.mean() < 0.7 and (nulls < 0.05).mean() < 0.2
+    y = rng.normal(size=(5, 3)) + 10 * rng.normal(size=(1, 3))
+    y[2] += 6.0  # alpha 3 shifted by 6 noise sds, under seed effects of sd 10
+    assert claim.permutation_p(y, claim.block_f(y)[0]) < 0.01
+    # a one-way analysis (seeds ignored) drowns the same shift in the seed effects
+    assert stats.f_oneway(*y).pvalue > 0.05
+
+
+def _runs(tmp_path, shift: dict[float, float], seed_effect=(0.0, 3e-3, -2e-3), noise=2e-4, method="JKO-Flow",
+          ds="moons") -> None:
+    rng = np.random.default_rng(sum(map(ord, method + ds)))
+    for a in ALPHAS:
+        for s, e in enumerate(seed_effect):
+            value = 0.01 + shift.get(a, 0.0) + e + noise * rng.standard_normal()
+            write_fake_run(tmp_path / ds / method / f"alpha={a:g}" / f"seed={s}", ds, a, method, s, value, 1e-4, 60,
+                           samples=False)
+
+
+def _cells(tmp_path, method: str, ds: str = "moons") -> dict:
+    groups = report.group_runs(report.find_runs(tmp_path))
+    return {a: c[method] for a, c in groups[ds].items() if method in c}
+
+
+def test_equal_cells_show_no_effect_and_a_shifted_alpha_is_found(tmp_path):
+    _runs(tmp_path, {}, method="JKO-Flow")
+    _runs(tmp_path, {0.5: 3e-3, 1.0: 1e-3}, method="OT-Flow")  # small alphas worse by 15 and 5 noise sds
+    jko = claim.alpha_effect(_cells(tmp_path, "JKO-Flow"), "mmd_paper")
+    ot = claim.alpha_effect(_cells(tmp_path, "OT-Flow"), "mmd_paper")
+    assert (jko.alphas, jko.seeds) == (ot.alphas, ot.seeds) == (5, 3)
+    assert not jko.significant and jko.p_perm > 0.05 and jko.noise_sd == pytest.approx(2e-4, rel=0.6)
+    assert ot.significant and ot.p_perm < 0.01 and ot.p_f < 0.001
+    assert ot.spread == pytest.approx(3e-3, rel=0.3)
+    write_report(tmp_path, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    row = next(ln for ln in text.split("## All data sets", 1)[1].splitlines() if ln.startswith("| moons"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # columns: data set, seeds, OT mmd, OT nll, JKO mmd, JKO nll, worst−best mmd, worst−best nll, floor
+    assert cells[1] == "3" and "**effect**" in cells[2] and "none" in cells[4]
+
+
+def test_one_deviating_alpha_is_at_the_permutation_tests_resolution(tmp_path):
+    """With 5 alphas and 3 seeds, one deviating alpha is the most extreme table in about 1 of 25 within-seed
+    permutations (the three deviating values share a row), so p_perm cannot go much below 0.04 however large
+    the shift; the F distribution's p can. The report prints both."""
+    _runs(tmp_path, {50.0: 3e-2}, method="OT-Flow")  # 150 noise sds
+    e = claim.alpha_effect(_cells(tmp_path, "OT-Flow"), "mmd_paper")
+    assert 0.01 < e.p_perm < 0.06 and e.p_f < 1e-6
+
+
+def test_worst_against_best_is_the_paired_t_interval(tmp_path):
+    _runs(tmp_path, {5.0: 1e-3}, method="JKO-Flow")  # JKO-Flow's worst alpha: 5
+    _runs(tmp_path, {0.5: -4e-3}, method="OT-Flow")  # OT-Flow's best alpha: 0.5
+    groups = report.group_runs(report.find_runs(tmp_path))
+    w = claim.worst_against_best(groups["moons"], "mmd_paper")
+    assert (w.jko_alpha, w.ot_alpha, w.seeds) == (5.0, 0.5, 3)
+    jko = [r.value("mmd_paper") for r in sorted(groups["moons"][5.0]["JKO-Flow"], key=lambda r: r.seed)]
+    ot = [r.value("mmd_paper") for r in sorted(groups["moons"][0.5]["OT-Flow"], key=lambda r: r.seed)]
+    d = np.array(jko) - np.array(ot)
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert w.delta == pytest.approx(d.mean()) and (w.low, w.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert w.low > 0  # JKO-Flow at its worst (+1e-3) is worse than OT-Flow at its best (−4e-3), beyond noise
+
+
+def test_one_seed_has_no_test(tmp_path):
+    _runs(tmp_path, {}, seed_effect=(0.0,))
+    assert claim.alpha_effect(_cells(tmp_path, "JKO-Flow"), "mmd_paper") is None
+
+
+def test_holm_by_hand():
+    got = claim.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
+    assert got["a"] == pytest.approx(0.03) and got["c"] == pytest.approx(0.06) and got["b"] == pytest.approx(0.06)
+    assert math.isnan(got["d"])
