@@ -13,6 +13,18 @@ BENCH_ARGS ?=
 # the SLURM launchers (submitit) are an optional extra: reproduce targets install it when LAUNCHER needs it
 RUN_DEPS  := $(if $(filter slurm%,$(LAUNCHER)),install-all,install)
 AUTO_ARGS ?=   # extra overrides for reproduce-auto, e.g. AUTO_ARGS=trainer.early_stop_every=25
+# A sweep in parts (longer than a sitting, or across machines): DATASETS=moons,circles runs only those data sets
+# of the sweep; KEEP=docs/results/runs restores the runs kept there before the sweep (they are skipped) and keeps
+# the newly finished ones after it (scripts/results.py: small files only, no checkpoints)
+DATASETS  ?=
+KEEP      ?=
+PARTS_ARGS = $(if $(DATASETS),dataset=$(DATASETS))
+define RESTORE
+$(if $(KEEP),@if [ -d $(KEEP)/$(1) ]; then $(BIN)/python scripts/results.py restore $(KEEP)/$(1) outputs/reproduce/$(1); fi)
+endef
+define KEEP_RUNS
+$(if $(KEEP),$(BIN)/python scripts/results.py keep outputs/reproduce/$(1) $(KEEP)/$(1) $(2))
+endef
 
 # The K = 5 arm of reproduce-auto is the same runs as reproduce's JKO-Flow (same config and seed): finished
 # ones are copied over, so the study trains only its new arms (not with AUTO_ARGS, which changes every arm).
@@ -68,7 +80,9 @@ demo: install  ## train the demo: JKO-Flow on moons, alpha = 5
 	$(BIN)/jko-flow train dataset=moons alpha=5
 
 reproduce: $(RUN_DEPS)  ## the paper's 2-D experiment (80 runs per seed; SEEDS=3 for error bars) + report; resumable
-	$(BIN)/jko-flow train -m sweep=paper hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false
+	$(call RESTORE,paper)
+	$(BIN)/jko-flow train -m sweep=paper hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS)
+	$(call KEEP_RUNS,paper)
 	$(BIN)/jko-flow report outputs/reproduce/paper
 
 reproduce-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes
@@ -76,8 +90,10 @@ reproduce-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + repo
 	$(BIN)/jko-flow report outputs/reproduce/quick
 
 reproduce-auto: $(RUN_DEPS)  ## choosing K: 8 sets x 5 alphas x {K=5, K auto, geometric + auto} (120 runs per seed) + report
+	$(call RESTORE,auto)
 	$(if $(strip $(AUTO_ARGS)),,$(REUSE_PAPER_K5))
-	$(BIN)/jko-flow train -m sweep=auto hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS)
+	$(BIN)/jko-flow train -m sweep=auto hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS) $(PARTS_ARGS)
+	$(call KEEP_RUNS,auto,--points)
 	$(BIN)/jko-flow report outputs/reproduce/auto
 
 reproduce-auto-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes

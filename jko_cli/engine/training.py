@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from jko_cli import metrics as M
-from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
+from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig, to_yaml
 from jko_cli.data.files import same_files
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
 from jko_cli.engine.evaluation import final_metrics
@@ -99,7 +100,10 @@ def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -
     finished = (root / "metrics.json").is_file() and read_status(root) == "finished"
     if not finished and not last.is_file():
         return NEW
-    payload = load_checkpoint(last)
+    if finished and not last.is_file():  # a finished run kept without its checkpoints (docs/results/)
+        payload = {"config": finished_config(root)}
+    else:
+        payload = load_checkpoint(last)
     diff = config_differences(stored_config(payload), cfg)
     what = f"{', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}"
     if diff and finished:
@@ -111,6 +115,15 @@ def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -
     if data is not None and not finished:
         same_files(payload.get("data_files") or [], data.files, f"resume of {run_dir}")
     return FINISHED if finished else RESUME
+
+
+def finished_config(root: Path) -> str:
+    """The config YAML a finished run recorded in its metrics.json (ConfigValueError when it has none)."""
+    config = json.loads((root / "metrics.json").read_text()).get("config")
+    if not isinstance(config, dict):
+        raise ConfigValueError(f"{root} holds a finished run without checkpoints/last.pt and without a config in "
+                               "its metrics.json: its config cannot be checked; choose another output directory")
+    return yaml.safe_dump(config)
 
 
 def load_data(cfg: TrainConfig) -> DataSplits:
@@ -303,6 +316,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)
     out, samples, nll_points = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen,
                                              check)
+    out["config"] = yaml.safe_load(to_yaml(cfg))  # a finished run is recognised by it without its checkpoints
     out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,
                adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
                wall_s=round(wall_s, 3), steps=state.steps)
@@ -316,7 +330,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     np.save(files.root / "samples.npy", data.to_data(samples[:SAVED_SAMPLES]))  # in the data's own units
     np.save(files.root / NLL_POINTS, nll_points)  # per test point, in the model's units: paired comparisons
     save_json(files.root / "metrics.json", out)
-    files.event("final", {k: v for k, v in out.items() if k != "steps"})
+    files.event("final", {k: v for k, v in out.items() if k not in ("steps", "config")})
     files.status("finished", wall_s=out["wall_s"])
     files.close()
     log.info("done: nll_test=%.4f (2x steps %.4f), mmd_paper=%.3g ± %.1g (floor %.3g), mmd=%.3g, "

@@ -195,3 +195,22 @@ def _jsonl(run_dir) -> list[dict]:
     import json
 
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_threshold_replay_script_cuts_where_the_rule_would(tmp_path):
+    """scripts/choose_auto_tol.py on recorded steps: gains of 10, 3 and 1 paired se stop at step 3 for τ = 2,
+    at step 2 for τ = 4, not within K for τ = 0.5; the cost is that step's nll_test minus the last one's."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("tol", Path(__file__).resolve().parents[3] / "scripts" /
+                                                  "choose_auto_tol.py")
+    tol = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tol)
+    steps = [{"val_gain": g, "val_gain_se": 0.01, "nll_val_se": 0.05, "nll_test": n}
+             for g, n in ((0.10, 2.9), (0.03, 2.8), (0.01, 2.79))]
+    assert tol.cut(steps, 2.0, "val_gain_se") == (3, True) and tol.cut(steps, 4.0, "val_gain_se") == (2, True)
+    assert tol.cut(steps, 0.5, "val_gain_se") == (3, False)
+    rows = {r["tol"]: r for r in tol.replay([steps], [2.0, 4.0])}
+    assert rows[tol.OLD]["mean_k"] == 2 and rows[tol.OLD]["cost"] == pytest.approx(2.8 - 2.79)  # 0.03 ≤ 0.05
+    assert rows[4.0]["cost"] == pytest.approx(0.01) and rows[2.0]["cost"] == 0.0 and rows[2.0]["censored"] == 0
