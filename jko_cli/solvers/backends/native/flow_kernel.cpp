@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
+#include <new>
 #include <vector>
 
 #include "simd_math.hpp"
@@ -124,6 +125,22 @@ struct GradLayout {
     }
 };
 
+// Storage for lane vectors, aligned to 64 bytes: malloc's 16-byte alignment made most 64-byte loads
+// straddle two cache lines.
+template <typename T>
+struct Aligned64 {
+    using value_type = T;
+    Aligned64() = default;
+    template <typename U>
+    Aligned64(const Aligned64<U>&) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <typename U>
+    bool operator==(const Aligned64<U>&) const { return true; }
+};
+template <typename T>
+using LaneBuf = std::vector<T, Aligned64<T>>;
+
 // A 64-byte vector of T (GCC/Clang vector extension), for values that must live in registers
 template <typename T>
 struct Vec64;
@@ -136,10 +153,17 @@ struct Vec64<double> {
     typedef double type __attribute__((vector_size(64)));
 };
 
-template <typename T, int B>
+// D, M, NL: the sizes d, m, nl fixed at compile time (0: taken from the Net at run time). The paper's 2-D
+// setting (d = 2, m = 16, nl = 1) gets its own instance (see run_range): the feature loops then have
+// constant trip counts, which the compiler unrolls (measured: a training step ~8% faster than generic).
+template <typename T, int B, int D = 0, int M = 0, int NL = 0>
 class Block {
    public:
+    int64_t dim() const { return D ? D : net.d; }
+    int64_t width() const { return M ? M : net.m; }
+    int64_t layers() const { return NL ? NL : net.nl; }
     static constexpr int W = 64 / int(sizeof(T));  // lanes of one 64-byte vector
+    static constexpr int LANES = B;
     static_assert(B % W == 0, "a block is whole vectors");
 
     // The operands of K_i's gradient in one stage: Σ_lanes (y z̄ᵀ + p̄ uᵀ + Σ_k KJ̄_k J_kᵀ), rows m, B lanes each
@@ -169,17 +193,55 @@ class Block {
         std::memcpy(&v, p, sizeof(V));
         return v;
     }
+    static void store(T* p, const V& v) { std::memcpy(p, &v, sizeof(V)); }
+
+    // The small matrix products of a stage, over all B lanes:
+    //   out[j·so] = (init ? init[j·si] : 0) + (bias ? bias[j] : 0) + Σ_{l<cols} A[j·ja + l·la] · in[l·sx]
+    // for j < rows (each a lane vector; (ja, la) = (cols, 1) for A, (1, rows) for Aᵀ). Four rows and one
+    // 64-byte chunk of lanes at a time, the accumulators as vector values: written as B-lane arrays
+    // (acc[B] += k · x[b] over l) GCC kept them on the stack, a store and a reload per multiply-add.
+    // (Two chunks at a time, 8 accumulators, measured slower.)
+    static inline __attribute__((always_inline)) void matvec(const T* __restrict A, int64_t ja, int64_t la,
+                                                             const T* __restrict in, int64_t sx, int64_t cols,
+                                                             const T* init, int64_t si, const T* bias,
+                                                             T* out, int64_t so, int64_t rows) {
+        constexpr int RT = 4;
+        for (int r = 0; r < B; r += W) {
+            int64_t j = 0;
+            for (; j + RT <= rows; j += RT) {
+                V acc[RT];
+#pragma GCC unroll 4
+                for (int q = 0; q < RT; ++q) {
+                    acc[q] = init ? load(init + (j + q) * si + r) : V{};
+                    if (bias) acc[q] += bias[j + q];
+                }
+                for (int64_t l = 0; l < cols; ++l) {
+                    const V x = load(in + l * sx + r);
+#pragma GCC unroll 4
+                    for (int q = 0; q < RT; ++q) acc[q] += A[(j + q) * ja + l * la] * x;
+                }
+#pragma GCC unroll 4
+                for (int q = 0; q < RT; ++q) store(out + (j + q) * so + r, acc[q]);
+            }
+            for (; j < rows; ++j) {
+                V acc = init ? load(init + j * si + r) : V{};
+                if (bias) acc += bias[j];
+                for (int64_t l = 0; l < cols; ++l) acc += A[j * ja + l * la] * load(in + l * sx + r);
+                store(out + j * so + r, acc);
+            }
+        }
+    }
     static void rank_tile(const Rank& q, int64_t j0, int64_t l0, int64_t m, T* __restrict gK) {
         V acc[4][4];
         for (int jj = 0; jj < 4; ++jj)
             for (int ll = 0; ll < 4; ++ll) acc[jj][ll] = load(gK + ((j0 + jj) * m + l0 + ll) * W);
-        const int64_t dB = q.d * B;
+        const int64_t qd = D ? D : q.d, dB = qd * B;
         for (int r = 0; r < B; r += W) {
             tile_term(acc, q.y + j0 * B + r, B, q.zbar + l0 * B + r, B);
             tile_term(acc, q.pbar + j0 * B + r, B, q.u + l0 * B + r, B);
             if (q.KJbar)
-                for (int64_t k = 0; k < q.d; ++k)
-                    tile_term(acc, q.KJbar + (j0 * q.d + k) * B + r, dB, q.J + (l0 * q.d + k) * B + r, dB);
+                for (int64_t k = 0; k < qd; ++k)
+                    tile_term(acc, q.KJbar + (j0 * qd + k) * B + r, dB, q.J + (l0 * qd + k) * B + r, dB);
         }
         for (int jj = 0; jj < 4; ++jj)
             for (int ll = 0; ll < 4; ++ll) std::memcpy(gK + ((j0 + jj) * m + l0 + ll) * W, &acc[jj][ll], sizeof(V));
@@ -252,110 +314,74 @@ class Block {
 
     // J_0 = diag(a_0) K_0x of a stage, into out (m·d lanes)
     void J0_into(const T* C, T* out) const {
-        const int64_t d = net.d, dp = d + 1;
+        const int64_t d = dim(), dp = d + 1;
         const T* a0 = C + lay.a0 * B;
-        for (int64_t j = 0; j < net.m; ++j)
+        for (int64_t j = 0; j < width(); ++j)
             for (int64_t k = 0; k < d; ++k)
                 for (int b = 0; b < B; ++b) out[(j * d + k) * B + b] = a0[j * B + b] * net.K0[j * dp + k];
     }
     // J_{i−1}, the input of layer i: J_0 from the scratch J0_into filled, the others from the cache
     const T* J_prev(const T* C, int64_t i) const {
-        return i == 1 ? J0buf.data() : C + (lay.J + (i - 2) * net.m * net.d) * B;
+        return i == 1 ? J0buf.data() : C + (lay.J + (i - 2) * width() * dim()) * B;
     }
 
     T* stage(int64_t g) { return cache.data() + (mode == TRAIN ? g : 0) * lay.size * B; }
     const T* stage(int64_t g) const { return cache.data() + (mode == TRAIN ? g : 0) * lay.size * B; }
     // z_i for i = 1..nl+1 (z_{nl+1} = w, broadcast across lanes)
-    const T* zeta(const T* C, int64_t i) const { return i == net.nl + 1 ? wl.data() : C + (lay.z + (i - 1) * net.m) * B; }
-    const T* act_of(const T* C, int64_t i) const { return C + (lay.a + (i - 1) * net.m) * B; }  // a_i
+    const T* zeta(const T* C, int64_t i) const { return i == layers() + 1 ? wl.data() : C + (lay.z + (i - 1) * width()) * B; }
+    const T* act_of(const T* C, int64_t i) const { return C + (lay.a + (i - 1) * width()) * B; }  // a_i
 
     // One evaluation of ∇_sΦ (and Δ_xΦ unless VELOCITY) at stage inputs xs (d lanes) and time t.
     void stage_forward(T* C, const T* xs, T t, T* gt, T* lap) {
-        const int64_t d = net.d, m = net.m, nl = net.nl, dp = d + 1;
+        const int64_t d = dim(), m = width(), nl = layers(), dp = d + 1;
         const T h = net.h;
         T* s = C + lay.s * B;
         std::memcpy(s, xs, sizeof(T) * d * B);
         for (int b = 0; b < B; ++b) s[d * B + b] = t;
-        // opening layer: p_0 = K_0 s + b_0
-        for (int64_t j = 0; j < m; ++j) {
-            T acc[B];
-            const T* K0j = net.K0 + j * dp;
-            for (int b = 0; b < B; ++b) acc[b] = net.b0[j] + K0j[d] * t;
-            for (int64_t k = 0; k < d; ++k) {
-                const T kv = K0j[k];
-                const T* sk = s + k * B;
-                for (int b = 0; b < B; ++b) acc[b] += kv * sk[b];
-            }
-            act<T, B>(acc, C + (lay.a0 + j) * B, C + (lay.u + j) * B);
-        }
+        T* p = lanes.data();  // p_i of one layer (m lanes), then y_i (m lanes)
+        // opening layer: p_0 = K_0 s + b_0 (s's last row is t)
+        matvec(net.K0, dp, 1, s, B, dp, nullptr, 0, net.b0, p, B, m);
+        for (int64_t j = 0; j < m; ++j) act<T, B>(p + j * B, C + (lay.a0 + j) * B, C + (lay.u + j) * B);
         // residual layers: p_i = K_i u_{i−1} + b_i
         for (int64_t i = 1; i <= nl; ++i) {
-            const T* Ki = net.K(i);
-            const T* bi = net.bias(i);
             const T* uin = C + (lay.u + (i - 1) * m) * B;
             T* ai = C + (lay.a + (i - 1) * m) * B;
+            matvec(net.K(i), m, 1, uin, B, m, nullptr, 0, net.bias(i), p, B, m);
             for (int64_t j = 0; j < m; ++j) {
-                T acc[B];
-                for (int b = 0; b < B; ++b) acc[b] = bi[j];
-                const T* Kj = Ki + j * m;
-                for (int64_t l = 0; l < m; ++l) {
-                    const T kv = Kj[l];
-                    const T* ul = uin + l * B;
-                    for (int b = 0; b < B; ++b) acc[b] += kv * ul[b];
-                }
                 if (i < nl) {
                     T sg[B];
-                    act<T, B>(acc, ai + j * B, sg);
+                    act<T, B>(p + j * B, ai + j * B, sg);
                     T* uo = C + (lay.u + i * m + j) * B;
                     const T* ui = uin + j * B;
                     for (int b = 0; b < B; ++b) uo[b] = ui[b] + h * sg[b];
                 } else {
-                    act<T, B>(acc, ai + j * B, nullptr);
+                    act<T, B>(p + j * B, ai + j * B, nullptr);
                 }
             }
         }
         // z recursion, top down: z_i = z_{i+1} + h K_iᵀ(a_i ⊙ z_{i+1})
-        T* y = lanes.data();
+        T* y = p;
         for (int64_t i = nl; i >= 1; --i) {
-            const T* Ki = net.K(i);
             const T* ai = act_of(C, i);
             const T* zup = zeta(C, i + 1);
-            T* zi = C + (lay.z + (i - 1) * m) * B;
             for (int64_t j = 0; j < m * B; ++j) y[j] = h * ai[j] * zup[j];
-            for (int64_t l = 0; l < m; ++l) {
-                T acc[B];
-                for (int b = 0; b < B; ++b) acc[b] = zup[l * B + b];
-                for (int64_t j = 0; j < m; ++j) {
-                    const T kv = Ki[j * m + l];
-                    const T* yj = y + j * B;
-                    for (int b = 0; b < B; ++b) acc[b] += kv * yj[b];
-                }
-                std::memcpy(zi + l * B, acc, sizeof(T) * B);
-            }
+            matvec(net.K(i), 1, m, y, B, m, zup, B, nullptr, C + (lay.z + (i - 1) * m) * B, B, m);
         }
         // ∇_sΦ = K_0ᵀ(a_0 ⊙ z_1) + AᵀA s + c
         const T* a0 = C + lay.a0 * B;
         const T* z1 = zeta(C, 1);
         for (int64_t j = 0; j < m * B; ++j) y[j] = a0[j] * z1[j];
-        T* gx = C + lay.gx * B;
-        for (int64_t k = 0; k < dp; ++k) {
-            T acc[B];
-            for (int b = 0; b < B; ++b) acc[b] = net.c[k];
-            for (int64_t l = 0; l < dp; ++l) {
-                const T av = net.AtA[k * dp + l];
-                for (int b = 0; b < B; ++b) acc[b] += av * s[l * B + b];
-            }
-            for (int64_t j = 0; j < m; ++j) {
-                const T kv = net.K0[j * dp + k];
-                for (int b = 0; b < B; ++b) acc[b] += kv * y[j * B + b];
-            }
-            std::memcpy(k < d ? gx + k * B : gt, acc, sizeof(T) * B);
-        }
+        T* g1 = y + m * B;  // AᵀA s + c, then ∇_sΦ (d+1 lanes each)
+        T* g2 = g1 + dp * B;
+        matvec(net.AtA, dp, 1, s, B, dp, nullptr, 0, net.c, g1, B, dp);
+        matvec(net.K0, 1, dp, y, B, m, g1, B, nullptr, g2, B, dp);
+        std::memcpy(C + lay.gx * B, g2, sizeof(T) * d * B);
+        std::memcpy(gt, g2 + d * B, sizeof(T) * B);
         if (mode != VELOCITY) laplacian_forward(C, lap);
     }
 
     void laplacian_forward(T* C, T* lap) {
-        const int64_t d = net.d, m = net.m, nl = net.nl, dp = d + 1;
+        const int64_t d = dim(), m = width(), nl = layers();
         const T h = net.h;
         const T* a0 = C + lay.a0 * B;
         const T* z1 = zeta(C, 1);
@@ -367,23 +393,16 @@ class Block {
             }
         J0_into(C, J0buf.data());
         for (int64_t i = 1; i <= nl; ++i) {
-            const T* Ki = net.K(i);
             const T* Jp = J_prev(C, i);
             T* KJ = C + (lay.KJ + (i - 1) * m * d) * B;
             const T* ai = act_of(C, i);
             const T* zup = zeta(C, i + 1);
+            for (int64_t k = 0; k < d; ++k)
+                matvec(net.K(i), m, 1, Jp + k * B, d * B, m, nullptr, 0, nullptr, KJ + k * B, d * B, m);
             for (int64_t j = 0; j < m; ++j) {
                 T S[B] = {};
-                for (int64_t k = 0; k < d; ++k) {
-                    T acc[B] = {};
-                    for (int64_t l = 0; l < m; ++l) {
-                        const T kv = Ki[j * m + l];
-                        const T* Jl = Jp + (l * d + k) * B;
-                        for (int b = 0; b < B; ++b) acc[b] += kv * Jl[b];
-                    }
-                    std::memcpy(KJ + (j * d + k) * B, acc, sizeof(T) * B);
-                    for (int b = 0; b < B; ++b) S[b] += acc[b] * acc[b];
-                }
+                for (int64_t k = 0; k < d; ++k)
+                    for (int b = 0; b < B; ++b) S[b] += KJ[(j * d + k) * B + b] * KJ[(j * d + k) * B + b];
                 for (int b = 0; b < B; ++b) {
                     const T a = ai[j * B + b];
                     lap[b] += h * (T(1) - a * a) * zup[j * B + b] * S[b];
@@ -402,7 +421,7 @@ class Block {
 
     // Reverse one stage: cotangents G (d+1 lanes: ∇_xΦ then ∂_tΦ) and Gl (Δ_xΦ) → x̄ (d lanes); adds into g.
     void stage_backward(const T* C, const T* G, const T* Gl, T* xbar_out) {
-        const int64_t d = net.d, m = net.m, nl = net.nl, dp = d + 1;
+        const int64_t d = dim(), m = width(), nl = layers(), dp = d + 1;
         const T h = net.h;
         const T* s = C + lay.s * B;
         const T* a0 = C + lay.a0 * B;
@@ -416,18 +435,16 @@ class Block {
         T* ubar2 = ubar + m * B;          // m
         T* p0bar = ubar2 + m * B;         // m
         // ∇_sΦ = K_0ᵀ y_0 + AᵀA s + c,  y_0 = a_0 ⊙ z_1
+        matvec(net.K0, dp, 1, G, B, dp, nullptr, 0, nullptr, v, B, m);  // ȳ_0
         for (int64_t j = 0; j < m; ++j) {
             const T* a0j = a0 + j * B;
             const T* z1j = z1 + j * B;
-            T yb[B] = {};
-            for (int64_t k = 0; k < dp; ++k) {
-                const T kv = net.K0[j * dp + k];
-                for (int b = 0; b < B; ++b) yb[b] += kv * G[k * B + b];
-            }
-            for (int b = 0; b < B; ++b) {
-                zb[j * B + b] = a0j[b] * yb[b];
-                ab[j * B + b] = z1j[b] * yb[b];
-                tmp[b] = a0j[b] * z1j[b];
+            const T* yb = v + j * B;
+            for (int r = 0; r < B; r += W) {  // vector values: the buffers may alias as far as GCC knows
+                const V a = load(a0j + r), z = load(z1j + r), y = load(yb + r);
+                store(zb + j * B + r, a * y);
+                store(ab + j * B + r, z * y);
+                store(tmp + r, a * z);
             }
             for (int64_t k = 0; k < dp; ++k) add_dot(gacc(gl.K0 + j * dp + k), tmp, G + k * B);
         }
@@ -437,32 +454,21 @@ class Block {
             add_sum(gacc(gl.c + k), G + k * B);
             for (int64_t l = 0; l < dp; ++l) add_dot(gacc(gl.AtA + k * dp + l), G + k * B, s + l * B);
         }
-        for (int64_t l = 0; l < dp; ++l) {
-            T acc[B] = {};
-            for (int64_t k = 0; k < dp; ++k) {
-                const T av = net.AtA[k * dp + l];
-                for (int b = 0; b < B; ++b) acc[b] += av * G[k * B + b];
-            }
-            std::memcpy(sbar + l * B, acc, sizeof(T) * B);
-        }
+        matvec(net.AtA, 1, dp, G, B, dp, nullptr, 0, nullptr, sbar, B, dp);
         if (Gl) {
             J0_into(C, J0buf.data());
             laplacian_backward(C, Gl);
         }
         // z recursion, bottom up: z_i = z_{i+1} + K_iᵀ y_i with y_i = h a_i ⊙ z_{i+1}
         for (int64_t i = 1; i <= nl; ++i) {
-            const T* Ki = net.K(i);
             const T* ai = act_of(C, i);
             const T* zup = zeta(C, i + 1);
             const T* zbi = zb + (i - 1) * m * B;  // z̄_i
             T* zbn = zb + i * m * B;              // z̄_{i+1}
             T* abi = ab + i * m * B;
+            matvec(net.K(i), m, 1, zbi, B, m, nullptr, 0, nullptr, v, B, m);  // K_i z̄_i
             for (int64_t j = 0; j < m; ++j) {
-                T acc[B] = {};
-                for (int64_t l = 0; l < m; ++l) {
-                    const T kv = Ki[j * m + l];
-                    for (int b = 0; b < B; ++b) acc[b] += kv * zbi[l * B + b];
-                }
+                const T* acc = v + j * B;
                 for (int b = 0; b < B; ++b) {
                     const T yb = h * acc[b];  // ȳ_i
                     abi[j * B + b] += yb * zup[j * B + b];
@@ -481,15 +487,7 @@ class Block {
                 pb[j] = ab[i * m * B + j] * (T(1) - a * a) + (i < nl ? h * ubar[j] * a : T(0));
             }
             for (int64_t j = 0; j < m; ++j) add_sum(gacc(gl.bs + (i - 1) * m + j), pb + j * B);
-            for (int64_t l = 0; l < m; ++l) {
-                T acc[B];
-                for (int b = 0; b < B; ++b) acc[b] = i < nl ? ubar[l * B + b] : T(0);
-                for (int64_t j = 0; j < m; ++j) {
-                    const T kv = Ki[j * m + l];
-                    for (int b = 0; b < B; ++b) acc[b] += kv * pb[j * B + b];
-                }
-                std::memcpy(ubar2 + l * B, acc, sizeof(T) * B);
-            }
+            matvec(Ki, 1, m, pb, B, m, i < nl ? ubar : nullptr, B, nullptr, ubar2, B, m);
             std::swap(ubar, ubar2);
         }
         // K_i's gradient, all terms in one pass: KJ̄_i J_{i−1}ᵀ + y_i z̄_iᵀ + p̄_i u_{i−1}ᵀ
@@ -516,20 +514,12 @@ class Block {
             add_sum(gacc(gl.b0 + j), p0bar + j * B);
             for (int64_t k = 0; k < dp; ++k) add_dot(gacc(gl.K0 + j * dp + k), p0bar + j * B, s + k * B);
         }
-        for (int64_t k = 0; k < d; ++k) {
-            T acc[B];
-            for (int b = 0; b < B; ++b) acc[b] = sbar[k * B + b];
-            for (int64_t j = 0; j < m; ++j) {
-                const T kv = net.K0[j * dp + k];
-                for (int b = 0; b < B; ++b) acc[b] += kv * p0bar[j * B + b];
-            }
-            std::memcpy(xbar_out + k * B, acc, sizeof(T) * B);
-        }
+        matvec(net.K0, 1, dp, p0bar, B, m, sbar, B, nullptr, xbar_out, B, d);
     }
 
     // The Laplacian's reverse: adds into ā_i, z̄_{i+1} (abar, zbar) and g; leaves KJ̄_i in KJbar.
     void laplacian_backward(const T* C, const T* Gl) {
-        const int64_t d = net.d, m = net.m, nl = net.nl, dp = d + 1;
+        const int64_t d = dim(), m = width(), nl = layers(), dp = d + 1;
         const T h = net.h;
         const T* a0 = C + lay.a0 * B;
         const T* z1 = zeta(C, 1);
@@ -580,16 +570,9 @@ class Block {
             }
             // KJ_i = K_i J_{i−1}: J̄_{i−1} = J̄_i + K_iᵀ KJ̄_i (K_i's part is added with its other terms)
             const T* Ki = net.K(i);
-            for (int64_t l = 0; l < m; ++l)
-                for (int64_t k = 0; k < d; ++k) {
-                    T acc[B];
-                    for (int b = 0; b < B; ++b) acc[b] = have_Jbar ? Jbar[(l * d + k) * B + b] : T(0);
-                    for (int64_t j = 0; j < m; ++j) {
-                        const T kv = Ki[j * m + l];
-                        for (int b = 0; b < B; ++b) acc[b] += kv * KJb[(j * d + k) * B + b];
-                    }
-                    std::memcpy(Jbar2 + (l * d + k) * B, acc, sizeof(T) * B);
-                }
+            for (int64_t k = 0; k < d; ++k)
+                matvec(Ki, 1, m, KJb + k * B, d * B, m, have_Jbar ? Jbar + k * B : nullptr, d * B, nullptr,
+                       Jbar2 + k * B, d * B, m);
             std::swap(Jbar, Jbar2);
             have_Jbar = true;
         }
@@ -607,7 +590,7 @@ class Block {
     Mode mode;
     Layout lay;
     GradLayout gl;
-    std::vector<T> cache, gxs, xbar, wl, lanes, mdbuf, J0buf, zbar, abar, KJbar, pbar, glanes;
+    LaneBuf<T> cache, gxs, xbar, wl, lanes, mdbuf, J0buf, zbar, abar, KJbar, pbar, glanes;
 };
 
 struct Scheme {
@@ -617,18 +600,17 @@ struct Scheme {
 };
 
 // Integrate a block (and in TRAIN mode reverse it): x (d lanes) in place → z; ell, L, R lanes.
-template <typename T, int B>
-void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, const T* weight, double alpha,
+template <typename Blk, typename T, int B = Blk::LANES>
+void run_block(Blk& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, const T* weight, double alpha,
                double alpha_R) {
-    const Net<T>& net = blk.net;
-    const int64_t d = net.d, S = sc.S;
+    const int64_t d = blk.dim(), S = sc.S;
     const bool lap = blk.mode != VELOCITY;
-    T xs[64 * B];  // stage input (d ≤ 64 checked by the caller)
-    T gt[B], lp[B];
+    alignas(64) T xs[64 * B];  // stage input (d ≤ 64 checked by the caller)
+    alignas(64) T gt[B], lp[B];
     for (int b = 0; b < B; ++b) ell[b] = L[b] = R[b] = T(0);
     for (int64_t n = 0; n < sc.n_steps; ++n) {
         T* gx_step = blk.gxs.data() + n * S * d * B;
-        T xn[64 * B];
+        alignas(64) T xn[64 * B];
         std::memcpy(xn, x, sizeof(T) * d * B);
         for (int64_t s = 0; s < S; ++s) {
             std::memcpy(xs, x, sizeof(T) * d * B);
@@ -661,9 +643,9 @@ void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, con
     }
     if (blk.mode != TRAIN) return;
     // Reverse sweep. Per-sample loss L + α C + α_R R, C = const + ½‖z‖² − ℓ, weighted by lane weight.
-    T lam[64 * B], G[65 * B], Gl[B];
+    alignas(64) T lam[64 * B], G[65 * B], Gl[B];
     T* xbar_all = blk.xbar.data();  // X̄_s of the current step, s = 0..S−1
-    T gL[B], gR[B], gl[B];
+    alignas(64) T gL[B], gR[B], gl[B];
     for (int b = 0; b < B; ++b) {
         gL[b] = weight[b];
         gR[b] = T(alpha_R) * weight[b];
@@ -701,17 +683,16 @@ void run_block(Block<T, B>& blk, const Scheme& sc, T* x, T* ell, T* L, T* R, con
 }
 
 // Samples [start, end) of the batch on the calling thread; sums (3) and grads accumulate (doubles).
-template <typename T>
-void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, int64_t end, double alpha,
-               double alpha_R, const T* x_in, T* z_out, T* ell_out, T* L_out, T* R_out, double* sums,
-               double* grads) {
-    constexpr int B = Num<T>::B;
+template <typename T, int B, int D, int M, int NL>
+void run_range_as(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, int64_t end, double alpha,
+                  double alpha_R, const T* x_in, T* z_out, T* ell_out, T* L_out, T* R_out, double* sums,
+                  double* grads) {
     const int64_t d = net.d;
-    Block<T, B> blk(net, mode, sc.n_steps * sc.S);
+    Block<T, B, D, M, NL> blk(net, mode, sc.n_steps * sc.S);
     std::vector<double> totals(mode == TRAIN ? blk.gl.size : 0, 0.0);
     const double half_log_2pi = 0.5 * std::log(2.0 * M_PI) * double(d);
-    std::vector<T> x(d * B);
-    T ell[B], L[B], R[B], weight[B];
+    LaneBuf<T> x(d * B);
+    alignas(64) T ell[B], L[B], R[B], weight[B];
     for (; start < end; start += B) {
         const int64_t cnt = end - start < B ? end - start : B;
         for (int b = 0; b < B; ++b) {
@@ -719,7 +700,7 @@ void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, in
             weight[b] = b < cnt ? T(1) : T(0);
             for (int64_t k = 0; k < d; ++k) x[k * B + b] = x_in[src * d + k];
         }
-        run_block<T, B>(blk, sc, x.data(), ell, L, R, weight, alpha, alpha_R);
+        run_block(blk, sc, x.data(), ell, L, R, weight, alpha, alpha_R);
         if (mode == TRAIN) blk.flush(totals.data());
         for (int64_t b = 0; b < cnt; ++b) {
             if (z_out)
@@ -737,6 +718,20 @@ void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, in
         }
     }
     if (mode == TRAIN) blk.gl.fold(net, totals.data(), grads);
+}
+
+// The sizes with a compile-time instance of Block (the paper's 2-D setting), else the generic one.
+template <typename T>
+void run_range(const Net<T>& net, const Scheme& sc, Mode mode, int64_t start, int64_t end, double alpha,
+               double alpha_R, const T* x_in, T* z_out, T* ell_out, T* L_out, T* R_out, double* sums,
+               double* grads) {
+    constexpr int B = Num<T>::B;
+    if (net.d == 2 && net.m == 16 && net.nl == 1)
+        run_range_as<T, B, 2, 16, 1>(net, sc, mode, start, end, alpha, alpha_R, x_in, z_out, ell_out, L_out,
+                                     R_out, sums, grads);
+    else
+        run_range_as<T, B, 0, 0, 0>(net, sc, mode, start, end, alpha, alpha_R, x_in, z_out, ell_out, L_out,
+                                    R_out, sums, grads);
 }
 
 // The batch split into whole blocks over `threads` OpenMP threads (the process's OpenMP runtime: inside
