@@ -36,7 +36,7 @@ endef
 comma := ,
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick beyond2d clean
+.PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick reproduce-reference beyond2d clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,12 @@ reproduce-auto: $(RUN_DEPS)  ## choosing K: 8 sets x 5 alphas x {K=5, K auto, ge
 reproduce-auto-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes
 	$(BIN)/jko-flow train -m sweep=auto_quick hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS)
 	$(BIN)/jko-flow report outputs/reproduce/auto_quick
+
+reproduce-reference: $(RUN_DEPS)  ## JKO-Flow, alpha 10, 500 epochs/step on swissroll, 8gaussians, checkerboard x 3 seeds + report
+	$(call RESTORE,reference)
+	$(BIN)/jko-flow train -m sweep=reference hydra/launcher=$(LAUNCHER) trainer.progress=false
+	$(call KEEP_RUNS,reference)
+	$(BIN)/jko-flow report outputs/reproduce/reference
 
 beyond2d: $(RUN_DEPS)  ## JKO-Flow vs OT-Flow (equal Adam steps) on gmm d=8, 32 and digits at alpha 1, 10, 100 + report
 	$(BIN)/jko-flow train -m sweep=beyond2d hydra/launcher=$(LAUNCHER) dataset=gmm dataset.dim=8,32 trainer.epochs_per_step=20 trainer.progress=false
