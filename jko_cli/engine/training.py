@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from jko_cli import metrics as M
-from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig, to_yaml
+from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
 from jko_cli.data.files import same_files
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
 from jko_cli.engine.evaluation import final_metrics
@@ -34,7 +34,7 @@ from jko_cli.models import build_model
 from jko_cli.models.potential import gaussian_log_prob
 from jko_cli.run.checkpoint import load_checkpoint, save_checkpoint
 from jko_cli.run.files import NLL_POINTS, RunFiles, read_status, save_json
-from jko_cli.run.resume import RESUME_SAFE_KEYS, config_differences, stored_config
+from jko_cli.run.resume import RESUME_SAFE_KEYS, config_differences, numbers_config, stored_config
 from jko_cli.run.signals import StopFlag, StopRequested, graceful_stop
 from jko_cli.solvers import evaluation_solver, training_solver
 from jko_cli.tracking import Tracker, open_tracker
@@ -316,7 +316,7 @@ def finish(cfg: TrainConfig, state: JKOState, data: DataSplits, rt: Runtime, fil
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)
     out, samples, nll_points = final_metrics(flow, data, rt, cfg.trainer.eval_samples, cfg.trainer.mmd_draws, gen,
                                              check)
-    out["config"] = yaml.safe_load(to_yaml(cfg))  # a finished run is recognised by it without its checkpoints
+    out["config"] = numbers_config(cfg)  # a finished run is recognised by it without its checkpoints
     out.update(dataset=data.name, dim=data.dim, alpha=cfg.alpha, K=len(state.blocks), seed=cfg.seed,
                adam_steps=state.adam_steps, train_wall_s=round(sum(s["wall_s"] for s in state.steps), 3),
                wall_s=round(wall_s, 3), steps=state.steps)

@@ -34,6 +34,21 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def numbers_config(cfg: TrainConfig) -> dict:
+    """The config as a nested dict without the resume-safe keys: what decides a run's numbers, the same for a run
+    trained in one go and for one resumed with other threads or logging (metrics.json records it)."""
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(OmegaConf.structured(cfg))
+    for key in RESUME_SAFE_KEYS:
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return tree
+
+
 def stored_config(payload: dict) -> TrainConfig:
     return from_yaml(payload["config"])
 

@@ -45,6 +45,9 @@ def test_keep_then_restore_skips_finished_runs(sweep, tmp_path):
     run0, run1 = kept / "alpha=5" / "seed=0", kept / "alpha=5" / "seed=1"
     assert not (run0 / "checkpoints").exists() and not (kept / "alpha=5" / "seed=2").exists()
     assert (run0 / "samples.npy").is_file() and not (run1 / "samples.npy").exists()  # lowest seed of the cell
+    recorded = json.loads((run0 / "metrics.json").read_text())["config"]
+    assert "num_threads" not in recorded["trainer"] and "resume" not in recorded  # only what decides the numbers
+    assert recorded["trainer"]["epochs_per_step"] == 2 and recorded["seed"] == 0
     points = np.load(run0 / "nll_test_points.npy")
     assert points.dtype == np.float32
     assert points.mean() == pytest.approx(json.loads((run0 / "metrics.json").read_text())["nll_test"], rel=1e-5)
