@@ -170,8 +170,9 @@ class JKOConfig:
                G_k = mean_i(nll_{k−1,i} − nll_{k,i}) (nats, composed flow, the same held-out validation points
                before and after the step), is compared with its paired standard error
                se_k = sd_i(nll_{k−1,i} − nll_{k,i}) / √n_val: the loop stops once G_k <= auto_tol · se_k (the
-               gain is not significant in a one-sided z-test), or at max_steps. auto_tol is the rule's one
-               threshold; docs/configuration.md ("Choosing K") says how its default was measured.
+               gain is not significant in a one-sided z-test at level Φ(−auto_tol)), or at max_steps.
+               auto_tol is the rule's one threshold (default 2, a 2.3 % test); scripts/choose_auto_tol.py
+               replays the rule on fixed-K runs for other values (docs/configuration.md, "Choosing K").
                jko_cli/jko/autostop.py.
     """
 

@@ -22,7 +22,7 @@ from jko_cli import metrics as M
 from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
 from jko_cli.data.files import same_files
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
-from jko_cli.engine.evaluation import final_metrics
+from jko_cli.engine.evaluation import PROTOCOL, final_metrics, protocol_of
 from jko_cli.engine.plots import make_plots
 from jko_cli.engine.runtime import JobInfo, Runtime, provenance, setup
 from jko_cli.jko import autostop, schedule
@@ -100,6 +100,8 @@ def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -
     finished = (root / "metrics.json").is_file() and read_status(root) == "finished"
     if not finished and not last.is_file():
         return NEW
+    if finished:
+        check_protocol(root)
     if finished and not last.is_file():  # a finished run kept without its checkpoints (docs/results/)
         payload = {"config": finished_config(root)}
     else:
@@ -115,6 +117,16 @@ def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -
     if data is not None and not finished:
         same_files(payload.get("data_files") or [], data.files, f"resume of {run_dir}")
     return FINISHED if finished else RESUME
+
+
+def check_protocol(root: Path) -> None:
+    """A finished run evaluated under another protocol (engine/evaluation.py PROTOCOL) is not this config's run:
+    ConfigValueError, so a sweep never mixes its numbers with new ones."""
+    protocol = protocol_of(json.loads((root / "metrics.json").read_text()))
+    if protocol != PROTOCOL:
+        raise ConfigValueError(f"{root} holds a finished run evaluated under protocol {protocol} (this version: "
+                               f"{PROTOCOL}, i.i.d. evaluation draws); its numbers are not comparable: choose "
+                               "another output directory, or delete its metrics.json to train it again")
 
 
 def finished_config(root: Path) -> str:
