@@ -31,7 +31,9 @@ from jko_cli.run.files import NLL_POINTS
 
 log = logging.getLogger(__name__)
 METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
-METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto")
+METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto", "OT-CFM",
+                "I-CFM")
+CFM_NAMES = {"ot": "OT-CFM", "independent": "I-CFM"}  # method=cfm by cfm.coupling (torchcfm's names)
 # conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
 JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
                "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
@@ -108,8 +110,11 @@ class Run:
 
     @property
     def method(self) -> str | None:
-        """The method (:func:`method_name`) from the config's jko.schedule and jko.n_steps, else from a ``jko=``
-        override naming a conf/jko preset."""
+        """The method: for method=cfm "OT-CFM" / "I-CFM" by its coupling; else :func:`method_name` from the
+        config's jko.schedule and jko.n_steps, or from a ``jko=`` override naming a conf/jko preset."""
+        if (self._config("method") or self.overrides.get("method")) == "cfm":
+            coupling = self._config("cfm.coupling") or self.overrides.get("cfm.coupling", "ot")
+            return CFM_NAMES.get(str(coupling), f"CFM {coupling}")
         schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
         if schedule is None and self.overrides.get("jko") is not None:
             preset = self.overrides["jko"]

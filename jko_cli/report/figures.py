@@ -19,7 +19,8 @@ from jko_cli.report.collect import Groups, Run, cell_stats, floor_stats, method_
 log = logging.getLogger(__name__)
 ALPHA_PANEL, GRID_PANEL, STEPS_PANEL = 3.2, 2.0, 3.0  # inches per panel
 COLORS = {"OT-Flow": "tab:orange", "JKO-Flow": "tab:blue", "JKO-Flow auto": "tab:green",
-          "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red"}
+          "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red", "OT-CFM": "tab:brown",
+          "I-CFM": "tab:pink"}
 STEP_METRICS = ("mmd", "nll_test")
 
 
