@@ -241,7 +241,8 @@ class TrainerConfig:
     LIMITS: ClassVar[dict] = {
         "epochs_per_step": (1, 10**7), "batch_size": (1, MAX_POINTS), "lr": (0, 100, OPEN), "num_threads": (0, 1024),
         "eval_samples": (2, 10**7), "mmd_draws": (2, 10**4), "step_eval_samples": (2, 10**7),
-        "max_adam_steps": (1, MAX_COUNT), "max_seconds": (0, 1e7, OPEN), "early_stop_every": (0, MAX_COUNT), "early_stop_patience": (1, 10**6),
+        "max_adam_steps": (1, MAX_COUNT), "max_seconds": (0, 1e7, OPEN), "early_stop_every": (0, MAX_COUNT),
+        "early_stop_patience": (1, 10**6),
         "early_stop_min_delta": (0, 1e6), "checkpoint_every": (1, MAX_COUNT), "fault_lr_factor": (0, 1, OPEN),
         "max_faults": (0, 1000), "inject_nan_at": (0, MAX_COUNT)}
 

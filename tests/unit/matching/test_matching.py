@@ -22,15 +22,18 @@ def _potential(seed: int = 0, dim: int = 2) -> Potential:
     return pot
 
 
+def _cost(x0: torch.Tensor, x1: torch.Tensor, perm) -> float:
+    return float(((x0 - x1[list(perm)]) ** 2).sum())
+
+
 def test_ot_pairing_minimises_the_batch_cost_by_brute_force():
     rng = np.random.default_rng(3)
     for _ in range(5):
         x0, x1 = (torch.as_tensor(rng.normal(size=(6, 2))) for _ in range(2))
         perm = coupling.ot_permutation(x0, x1)
         assert sorted(perm.tolist()) == list(range(6))
-        cost = lambda p: float(((x0 - x1[list(p)]) ** 2).sum())  # noqa: E731
-        best = min(cost(p) for p in itertools.permutations(range(6)))
-        assert cost(perm.tolist()) == pytest.approx(best, rel=1e-12)
+        best = min(_cost(x0, x1, p) for p in itertools.permutations(range(6)))
+        assert _cost(x0, x1, perm.tolist()) == pytest.approx(best, rel=1e-12)
 
 
 def test_independent_coupling_keeps_the_draws_and_ot_shortens_the_paths():
