@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-COUPLINGS = ("ot", "independent")
+from jko_cli.config import COUPLINGS  # noqa: F401  (the one list; the config schema validates against it)
 
 
 def ot_permutation(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -31,10 +31,10 @@ def ot_permutation(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     if len(b) != n:
         raise ValueError(f"OT pairing needs equal sizes, got {n} and {len(b)}")
     cost = ot.dist(a, b, metric="sqeuclidean")
-    weights = np.full(n, 1.0 / n)
-    plan = ot.emd(weights, weights, cost, numItermax=max(100_000, 50 * n * n))
+    ones = np.ones(n)  # integral masses: the vertex the simplex returns is a 0/1 permutation matrix
+    plan, log = ot.emd(ones, ones, cost, numItermax=max(100_000, 50 * n * n), log=True)
     perm = plan.argmax(axis=1)
-    if len(np.unique(perm)) != n:  # a non-vertex optimum (ties): fall back to an assignment solver
+    if log.get("result_code") != 1 or len(np.unique(perm)) != n:  # not solved to optimality: exact assignment
         from scipy.optimize import linear_sum_assignment
 
         perm = linear_sum_assignment(cost)[1]

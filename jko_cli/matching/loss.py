@@ -86,4 +86,4 @@ def flow_matching_loss(potential: Potential, x0: torch.Tensor, generator: torch.
     xt, t, u = path_targets(x0, generator, coupling, sigma)
     loss = (regression_autograd if autograd else regression)(potential, xt, t, u)
     kinetic = 0.5 * (u * u).sum(dim=1).mean()
-    return loss, (kinetic.detach(), loss.detach(), torch.zeros((), dtype=loss.dtype))
+    return loss, (kinetic.detach(), loss.detach(), loss.new_zeros(()))

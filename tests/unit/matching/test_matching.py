@@ -89,8 +89,9 @@ def test_the_loop_terms_are_the_paired_kinetic_energy_and_the_loss():
 
 
 def test_cfm_with_ot_pairing_reaches_the_true_nll_of_a_gaussian(tmp_path, monkeypatch):
-    """N(μ, Σ) in d = 2: the OT map to N(0, I) is affine and the potential's quadratic term holds it, so a short
-    OT-CFM run's test NLL lands within a few standard errors (plus a small fit error) of the true entropy."""
+    """N(μ, Σ) in d = 2: the OT map to N(0, I) is affine, so its straight-path velocity is a simple field the
+    network fits quickly; a short OT-CFM run's test NLL lands within a few standard errors (plus a small fit
+    error) of the true entropy. An untrained flow is 1.2 nats off."""
     import math
 
     from helpers.engine_runs import tiny_config, train
