@@ -22,8 +22,9 @@ PARTS_ARGS = $(if $(DATASETS),dataset=$(DATASETS))
 define RESTORE
 $(if $(KEEP),@if [ -d $(KEEP)/$(1) ]; then $(BIN)/python scripts/results.py restore $(KEEP)/$(1) outputs/reproduce/$(1); fi)
 endef
-define KEEP_RUNS
-$(if $(KEEP),$(BIN)/python scripts/results.py keep outputs/reproduce/$(1) $(KEEP)/$(1) $(2))
+# run $(3), then (with KEEP) keep the finished runs of sweep $(1) even when it failed or was interrupted
+define AND_KEEP
+$(if $(KEEP),$(3); st=$$?; $(BIN)/python scripts/results.py keep outputs/reproduce/$(1) $(KEEP)/$(1) $(2); exit $$st,$(3))
 endef
 
 # The K = 5 arm of reproduce-auto is the same runs as reproduce's JKO-Flow (same config and seed): finished
@@ -81,8 +82,7 @@ demo: install  ## train the demo: JKO-Flow on moons, alpha = 5
 
 reproduce: $(RUN_DEPS)  ## the paper's 2-D experiment (80 runs per seed; SEEDS=3 for error bars) + report; resumable
 	$(call RESTORE,paper)
-	$(BIN)/jko-flow train -m sweep=paper hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS)
-	$(call KEEP_RUNS,paper)
+	$(call AND_KEEP,paper,,$(BIN)/jko-flow train -m sweep=paper hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS))
 	$(BIN)/jko-flow report outputs/reproduce/paper
 
 reproduce-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes
@@ -92,8 +92,7 @@ reproduce-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + repo
 reproduce-auto: $(RUN_DEPS)  ## choosing K: 8 sets x 5 alphas x {K=5, K auto, geometric + auto} (120 runs per seed) + report
 	$(call RESTORE,auto)
 	$(if $(strip $(AUTO_ARGS)),,$(REUSE_PAPER_K5))
-	$(BIN)/jko-flow train -m sweep=auto hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS) $(PARTS_ARGS)
-	$(call KEEP_RUNS,auto,--points)
+	$(call AND_KEEP,auto,--points,$(BIN)/jko-flow train -m sweep=auto hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(AUTO_ARGS) $(PARTS_ARGS))
 	$(BIN)/jko-flow report outputs/reproduce/auto
 
 reproduce-auto-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) + report, a few minutes
@@ -102,8 +101,7 @@ reproduce-auto-quick: $(RUN_DEPS)  ## the same pipeline, small (12 short runs) +
 
 reproduce-reference: $(RUN_DEPS)  ## JKO-Flow, alpha 10, 500 epochs/step on swissroll, 8gaussians, checkerboard x 3 seeds + report
 	$(call RESTORE,reference)
-	$(BIN)/jko-flow train -m sweep=reference hydra/launcher=$(LAUNCHER) trainer.progress=false
-	$(call KEEP_RUNS,reference)
+	$(call AND_KEEP,reference,,$(BIN)/jko-flow train -m sweep=reference hydra/launcher=$(LAUNCHER) trainer.progress=false $(PARTS_ARGS))
 	$(BIN)/jko-flow report outputs/reproduce/reference
 
 beyond2d: $(RUN_DEPS)  ## JKO-Flow vs OT-Flow (equal Adam steps) on gmm d=8, 32 and digits at alpha 1, 10, 100 + report

@@ -59,6 +59,8 @@ def _fmt(bound: float) -> str:
 
 # The lists of choices come from the registries that implement them (one source of truth each).
 SCHEDULES = ("constant", "single", "geometric")  # step sizes: jko_cli/jko/schedule.py
+METHODS = ("jko", "otflow", "cfm")  # how a flow is trained (the method group): JKO-Flow, OT-Flow, flow matching
+COUPLINGS = ("ot", "independent")  # method=cfm: jko_cli/matching/coupling.py
 AUTO = "auto"  # jko.n_steps=auto: K chosen by the validation rule of jko_cli/jko/autostop.py
 DTYPES = ("float32", "float64")  # names of torch dtypes (jko_cli/engine/runtime.py maps them)
 DEVICES = ("auto", "cpu", "cuda")  # trainer.device also takes cuda:N (the launcher's GPU round robin sets it)
@@ -170,8 +172,9 @@ class JKOConfig:
                G_k = mean_i(nll_{k−1,i} − nll_{k,i}) (nats, composed flow, the same held-out validation points
                before and after the step), is compared with its paired standard error
                se_k = sd_i(nll_{k−1,i} − nll_{k,i}) / √n_val: the loop stops once G_k <= auto_tol · se_k (the
-               gain is not significant in a one-sided z-test), or at max_steps. auto_tol is the rule's one
-               threshold; docs/configuration.md ("Choosing K") says how its default was measured.
+               gain is not significant in a one-sided z-test at level Φ(−auto_tol)), or at max_steps.
+               auto_tol is the rule's one threshold (default 2, a 2.3 % test); scripts/choose_auto_tol.py
+               replays the rule on fixed-K runs for other values (docs/configuration.md, "Choosing K").
                jko_cli/jko/autostop.py.
     """
 
@@ -220,6 +223,9 @@ class TrainerConfig:
     plots: bool = True  # write plots/*.png at the end of the run
     progress: bool = True  # a progress bar per JKO step
     max_adam_steps: int | None = None  # per JKO step: stop after this many Adam steps (mid-epoch); null = no cap
+    # per JKO step: stop once its Adam steps have taken this many seconds (an equal wall-clock budget, e.g. for
+    # method comparisons; the number of steps then depends on the machine and is recorded); null = no cap
+    max_seconds: float | None = None
     # early stopping of each subproblem on a validation plateau (jko_cli/jko/loop.py): every early_stop_every
     # epochs the step's objective J/alpha_k (nats) is evaluated on the validation points; the step ends after
     # early_stop_patience checks in a row that improve on the best by no more than early_stop_min_delta
@@ -235,7 +241,8 @@ class TrainerConfig:
     LIMITS: ClassVar[dict] = {
         "epochs_per_step": (1, 10**7), "batch_size": (1, MAX_POINTS), "lr": (0, 100, OPEN), "num_threads": (0, 1024),
         "eval_samples": (2, 10**7), "mmd_draws": (2, 10**4), "step_eval_samples": (2, 10**7),
-        "max_adam_steps": (1, MAX_COUNT), "early_stop_every": (0, MAX_COUNT), "early_stop_patience": (1, 10**6),
+        "max_adam_steps": (1, MAX_COUNT), "max_seconds": (0, 1e7, OPEN), "early_stop_every": (0, MAX_COUNT),
+        "early_stop_patience": (1, 10**6),
         "early_stop_min_delta": (0, 1e6), "checkpoint_every": (1, MAX_COUNT), "fault_lr_factor": (0, 1, OPEN),
         "max_faults": (0, 1000), "inject_nan_at": (0, MAX_COUNT)}
 
@@ -244,6 +251,8 @@ class TrainerConfig:
             _check(getattr(self, key) >= 1, f"trainer.{key}", getattr(self, key), "must be >= 1")
         _check(self.max_adam_steps is None or self.max_adam_steps >= 1, "trainer.max_adam_steps",
                self.max_adam_steps, "must be >= 1 (or null for no cap)")
+        _check(self.max_seconds is None or self.max_seconds > 0, "trainer.max_seconds", self.max_seconds,
+               "must be > 0 (or null for no cap)")
         _check(self.lr > 0, "trainer.lr", self.lr, "must be > 0")
         _check(self.early_stop_every >= 0, "trainer.early_stop_every", self.early_stop_every, "must be >= 0 (0 = off)")
         _check(self.early_stop_patience >= 1, "trainer.early_stop_patience", self.early_stop_patience, "must be >= 1")
@@ -259,6 +268,21 @@ class TrainerConfig:
         _check(self.num_threads >= 0, "trainer.num_threads", self.num_threads, "must be >= 0 (0 = default)")
         _check(self.fast in BACKENDS, "trainer.fast", self.fast, f"allowed: {', '.join(BACKENDS)}")
         _limits(self, "trainer.", self.LIMITS)
+
+
+@dataclass
+class CFMConfig:
+    """method=cfm: conditional flow matching on the potential network (jko_cli/matching/)."""
+
+    coupling: str = "ot"  # ot (exact OT pairing on each batch, POT) | independent
+    sigma: float = 0.0  # the path's noise: x_t = (1 − t) x0 + t x1 + sigma · eps
+
+    LIMITS: ClassVar[dict] = {"sigma": (0, 100)}
+
+    def __post_init__(self):
+        _check(self.coupling in COUPLINGS, "cfm.coupling", self.coupling, f"allowed: {', '.join(COUPLINGS)}")
+        _check(self.sigma >= 0, "cfm.sigma", self.sigma, "must be >= 0")
+        _limits(self, "cfm.", self.LIMITS)
 
 
 @dataclass
@@ -283,6 +307,8 @@ class TrainConfig:
     jko: JKOConfig = field(default_factory=JKOConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    cfm: CFMConfig = field(default_factory=CFMConfig)
+    method: str = "jko"  # jko | otflow | cfm (set by the method group)
     alpha: float = 5.0  # JKO step size = OT-Flow's alpha_C
     seed: int = 0  # seeds data draws, initialisation, shuffling and sampling
     resume: str | None = None  # a run directory to continue from its last checkpoint
@@ -290,6 +316,9 @@ class TrainConfig:
     LIMITS: ClassVar[dict] = {"alpha": (0, 1e8, OPEN), "seed": (0, MAX_SEED)}
 
     def __post_init__(self):
+        _check(self.method in METHODS, "method", self.method, f"allowed: {', '.join(METHODS)}")
+        _check(self.method == "jko" or self.jko.schedule == "single", "jko", self.jko.schedule,
+               f"method={self.method} trains one block: leave jko as the method sets it (jko=single or jko=otflow)")
         _check(self.alpha > 0, "alpha", self.alpha, "must be > 0 (the JKO step size)")
         n_train = self.dataset.n_train  # None: a whole fixed split, checked against its size at load time
         _check(n_train is None or self.trainer.batch_size <= n_train, "trainer.batch_size", self.trainer.batch_size,

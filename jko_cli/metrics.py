@@ -56,9 +56,12 @@ def _kernel_sum_torch(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, ...
 
 
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, gammas: tuple[float, ...]) -> float:
-    """Unbiased U-statistic of squared MMD with kernel k(a, b) = Σ_γ exp(−γ‖a − b‖²): x (m, d), y (n, d)."""
+    """Unbiased U-statistic of squared MMD with kernel k(a, b) = Σ_γ exp(−γ‖a − b‖²): x (m, d), y (n, d); NaN
+    when either sample has fewer than two points (the within-sample terms need pairs)."""
     x, y = x.double(), y.double()
     m, n = x.shape[0], y.shape[0]
+    if m < 2 or n < 2 or not all(math.isfinite(g) and g > 0 for g in gammas):
+        return math.nan
     kxx = _kernel_sum(x, x, gammas, same=True) / (m * (m - 1))
     kyy = _kernel_sum(y, y, gammas, same=True) / (n * (n - 1))
     kxy = _kernel_sum(x, y, gammas, same=False) / (m * n)
@@ -71,7 +74,9 @@ def mmd_paper(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def median_distance(y: torch.Tensor) -> float:
-    """Median pairwise Euclidean distance of (up to MEDIAN_POINTS of) y."""
+    """Median pairwise Euclidean distance of (up to MEDIAN_POINTS of) y; NaN with fewer than two points."""
+    if y.shape[0] < 2:
+        return math.nan
     y = y[:MEDIAN_POINTS].double()
     d = torch.pdist(y)
     return d.median().item()

@@ -60,7 +60,9 @@ def fixed_k_steps(root: Path) -> list[list[dict]]:
         if run.method != "JKO-Flow":
             continue
         steps = [s for s in run.metrics.get("steps") or [] if isinstance(s, dict)]
-        if steps and all("val_gain_se" in s and "nll_test" in s for s in steps):
+        keys = ("val_gain", "val_gain_se", "nll_val_se", "nll_test")
+        if steps and all(all(isinstance(s.get(k), (int, float)) for k in keys) for s in steps) and \
+                all(math.isfinite(s["nll_test"]) for s in steps):
             out.append(steps)
     return out
 

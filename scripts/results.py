@@ -9,7 +9,8 @@ runs in parts on different machines and its report can be rebuilt from the repo 
 marks the run finished: metrics.json (which records the run's config), status.json, provenance.json, .hydra/
 {config,overrides}.yaml, and samples.npy for the lowest seed of each cell (the report's samples grid). With
 --points it also keeps nll_test_points.npy, as float32 (paired single-seed comparisons). Checkpoints, plots and
-logs stay behind. A run already kept is left as it is. ``restore`` copies kept runs into a sweep directory
+logs stay behind. A run already kept is refreshed when its metrics.json changed (the run was trained again),
+else left as it is. ``restore`` copies kept runs into a sweep directory
 where they are missing, so the sweep skips them (a finished run is recognised by its metrics.json's config).
 """
 
@@ -55,7 +56,8 @@ def keep(src: Path, dest: Path, points: bool) -> int:
     kept = 0
     for run in runs:
         target = dest / run.relative_to(src)
-        if (target / "metrics.json").is_file():
+        if (target / "metrics.json").is_file() and \
+                (target / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes():
             continue
         for name in FILES:
             if (run / name).is_file():
@@ -67,7 +69,7 @@ def keep(src: Path, dest: Path, points: bool) -> int:
         if points and (run / POINTS).is_file():
             np.save(target / POINTS, np.load(run / POINTS).astype(np.float32))
         kept += 1
-    print(f"kept {kept} new finished run(s) of {len(runs)} under {src} → {dest}")
+    print(f"kept {kept} new or changed finished run(s) of {len(runs)} under {src} → {dest}")
     return kept
 
 

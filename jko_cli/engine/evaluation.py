@@ -20,6 +20,16 @@ from jko_cli.solvers import build_solver
 
 log = logging.getLogger(__name__)
 INVERSE_POINTS = 2000
+# The evaluation protocol, recorded in metrics.json ("evaluation_protocol"). 2 (issue 17): the toys'
+# validation, test and reference points are i.i.d. draws; a fixed set's floor is two disjoint draws at the
+# statistic's own sizes. Runs of different protocols have different numbers for the same config.
+PROTOCOL = 2
+
+
+def protocol_of(metrics: dict) -> int:
+    """A finished run's evaluation protocol: as recorded; else 2 if it has per-draw ``mmd_paper_values`` (which
+    came with protocol 2, before the key was recorded), else 1."""
+    return int(metrics.get("evaluation_protocol", 2 if "mmd_paper_values" in metrics else 1))
 
 
 def final_metrics(flow: ComposedFlow, data: DataSplits, rt: Runtime, n_samples: int, draws: int,
@@ -34,7 +44,8 @@ def final_metrics(flow: ComposedFlow, data: DataSplits, rt: Runtime, n_samples: 
     test = rt.tensor(data.test)
     with torch.inference_mode():
         nll_points = -flow.log_prob(test).double().cpu().numpy()
-    out = {"nll_test": float(nll_points.mean()), "nll_test_se": float(nll_points.std(ddof=1) / np.sqrt(len(test))),
+    out = {"evaluation_protocol": PROTOCOL, "nll_test": float(nll_points.mean()),
+           "nll_test_se": float(nll_points.std(ddof=1) / np.sqrt(len(test))),
            "nll_test_2x": M.nll(flow.refined(), test), "n_test": len(data.test), "n_steps_eval": flow.solver.n_steps}
     if data.transform is not None:  # dataset=file: the exact change of variables back to the data's units
         out["nll_test_data"] = out["nll_test"] + data.log_scale
@@ -152,6 +163,10 @@ def evaluate_run(cfg, run_dir: Path, path: Path | None = None, prepared=None) ->
     from jko_cli.run.files import save_json
 
     run, data = prepared or prepare(cfg, run_dir, "evaluate")
+    old = protocol_of(run.metrics)
+    if old != PROTOCOL:
+        log.warning("%s was evaluated under protocol %s when it finished; this is protocol %d (i.i.d. evaluation "
+                    "draws), so its numbers here differ from its metrics.json", run_dir, old, PROTOCOL)
     rt = _runtime(cfg, run)
     flow = _flow_for(run, cfg.solver, cfg.step, rt)
     seed = run.cfg.seed if cfg.seed is None else cfg.seed

@@ -22,7 +22,7 @@ from jko_cli import metrics as M
 from jko_cli.config import ConfigValueError, JKOConfig, TrainConfig
 from jko_cli.data.files import same_files
 from jko_cli.data.registry import DataSplits, load_dataset_cfg
-from jko_cli.engine.evaluation import final_metrics
+from jko_cli.engine.evaluation import PROTOCOL, final_metrics, protocol_of
 from jko_cli.engine.plots import make_plots
 from jko_cli.engine.runtime import JobInfo, Runtime, provenance, setup
 from jko_cli.jko import autostop, schedule
@@ -100,6 +100,8 @@ def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -
     finished = (root / "metrics.json").is_file() and read_status(root) == "finished"
     if not finished and not last.is_file():
         return NEW
+    if finished:
+        check_protocol(root)
     if finished and not last.is_file():  # a finished run kept without its checkpoints (docs/results/)
         payload = {"config": finished_config(root)}
     else:
@@ -115,6 +117,16 @@ def preflight(cfg: TrainConfig, run_dir: Path, data: DataSplits | None = None) -
     if data is not None and not finished:
         same_files(payload.get("data_files") or [], data.files, f"resume of {run_dir}")
     return FINISHED if finished else RESUME
+
+
+def check_protocol(root: Path) -> None:
+    """A finished run evaluated under another protocol (engine/evaluation.py PROTOCOL) is not this config's run:
+    ConfigValueError, so a sweep never mixes its numbers with new ones."""
+    protocol = protocol_of(json.loads((root / "metrics.json").read_text()))
+    if protocol != PROTOCOL:
+        raise ConfigValueError(f"{root} holds a finished run evaluated under protocol {protocol} (this version: "
+                               f"{PROTOCOL}, i.i.d. evaluation draws); its numbers are not comparable: choose "
+                               "another output directory, or delete its metrics.json to train it again")
 
 
 def finished_config(root: Path) -> str:
@@ -207,15 +219,34 @@ def outer_done(cfg: JKOConfig, state: JKOState) -> bool:
 
 
 def validation_objective(tr: Trainer, alpha_k: float):
-    """For early stopping: the subproblem's J / alpha_k (nats) on the validation points, model as it is now."""
+    """For early stopping: the subproblem's J / alpha_k (nats) on the validation points, model as it is now; for
+    method=cfm, the flow-matching loss on the first batch of validation points with the same draws every time
+    (a paired comparison between checks)."""
     cfg = tr.cfg
+    loss_fn = method_loss(cfg)
 
     def validate() -> float:
+        if loss_fn is not None:
+            with torch.no_grad():
+                generator = torch.Generator().manual_seed(cfg.seed + 20_000)
+                return loss_fn(tr.model, tr.state.x_val[: cfg.trainer.batch_size], generator)[0].item()
         with torch.inference_mode():
             loss, _ = subproblem_loss(tr.model, tr.state.x_val, alpha_k, cfg.model.alpha_R, training_solver(cfg))
         return loss.item() / alpha_k
 
     return validate
+
+
+def method_loss(cfg: TrainConfig):
+    """The inner loop's batch loss for cfg.method (SubproblemSpec.loss): None for jko and otflow (the JKO
+    subproblem's objective), conditional flow matching for cfm (jko_cli/matching/loss.py; by autograd with
+    trainer.fast=off, else the adjoint backend's closed-form VJP)."""
+    if cfg.method != "cfm":
+        return None
+    from jko_cli.matching.loss import flow_matching_loss
+
+    coupling, sigma, autograd = cfg.cfm.coupling, cfg.cfm.sigma, cfg.trainer.fast == "off"
+    return lambda model, batch, generator: flow_matching_loss(model, batch, generator, coupling, sigma, autograd)
 
 
 def jko_step(tr: Trainer, k: int) -> None:
@@ -227,13 +258,14 @@ def jko_step(tr: Trainer, k: int) -> None:
     spec = SubproblemSpec(alpha=alpha_k, alpha_R=cfg.model.alpha_R, solver=training_solver(cfg),
                           epochs=cfg.trainer.epochs_per_step * cfg.jko.epochs_scale,
                           batch_size=cfg.trainer.batch_size, max_adam_steps=cfg.trainer.max_adam_steps,
+                          max_seconds=cfg.trainer.max_seconds,
                           fault_lr_factor=cfg.trainer.fault_lr_factor, max_faults=cfg.trainer.max_faults,
                           inject_nan_at=max(0, cfg.trainer.inject_nan_at - state.adam_steps),
                           progress=cfg.trainer.progress,
                           desc=f"JKO step {k}/{schedule.max_steps(cfg.jko)}{' (auto)' if cfg.jko.auto else ''}",
                           early_stop_every=cfg.trainer.early_stop_every,
                           early_stop_patience=cfg.trainer.early_stop_patience,
-                          early_stop_min_delta=cfg.trainer.early_stop_min_delta)
+                          early_stop_min_delta=cfg.trainer.early_stop_min_delta, loss=method_loss(cfg))
 
     def on_epoch(rec: dict) -> None:
         rec = {"jko_step": k, **rec, "adam_steps_total": state.adam_steps + rec["adam_steps"]}

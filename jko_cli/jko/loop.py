@@ -43,6 +43,7 @@ class SubproblemSpec:
     epochs: int
     batch_size: int
     max_adam_steps: int | None = None  # cap on Adam steps (may stop mid-epoch)
+    max_seconds: float | None = None  # cap on the Adam steps' wall time (Progress.wall_s; may stop mid-epoch)
     fault_lr_factor: float = 0.5  # learning rate × this after a numerical fault
     max_faults: int = 5  # consecutive faults before giving up
     inject_nan_at: int = 0  # test hook: the loss of this Adam step (1-based, this subproblem) is NaN; 0 = off
@@ -51,6 +52,9 @@ class SubproblemSpec:
     early_stop_every: int = 0  # epochs between validation checks; 0 = no early stopping
     early_stop_patience: int = 5  # checks in a row without improvement before the subproblem ends
     early_stop_min_delta: float = 0.0  # an improvement must exceed this (units of hooks.validate's value)
+    # the batch loss (model, batch, generator) → (loss, (L, C, R)); None: the JKO subproblem's (objective.py).
+    # The generator is the loop's (checkpointed with it), so a loss that draws from it resumes exactly.
+    loss: Callable | None = None
 
 
 @dataclass
@@ -94,7 +98,8 @@ class SubproblemResult:
 
 def _done(spec: SubproblemSpec, p: Progress) -> bool:
     return (p.stopped or p.epoch >= spec.epochs
-            or (spec.max_adam_steps is not None and p.adam_steps >= spec.max_adam_steps))
+            or (spec.max_adam_steps is not None and p.adam_steps >= spec.max_adam_steps)
+            or (spec.max_seconds is not None and p.wall_s >= spec.max_seconds))
 
 
 def plateau_update(best: float | None, since_best: int, value: float, min_delta: float) -> tuple[float, int]:
@@ -161,7 +166,10 @@ def _run_epoch(model, optimizer, x, spec: SubproblemSpec, generator, p: Progress
         start = time.perf_counter()
         batch = x[p.perm[p.batch * bs : (p.batch + 1) * bs]]
         optimizer.zero_grad(set_to_none=True)
-        loss, (L, C, R) = subproblem_loss(model, batch, spec.alpha, spec.alpha_R, spec.solver)
+        if spec.loss is None:
+            loss, (L, C, R) = subproblem_loss(model, batch, spec.alpha, spec.alpha_R, spec.solver)
+        else:
+            loss, (L, C, R) = spec.loss(model, batch, generator)
         if spec.inject_nan_at == p.adam_steps + 1 and not p.injected:
             loss, p.injected = loss * float("nan"), True
         loss.backward()

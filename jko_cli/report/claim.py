@@ -12,9 +12,10 @@ at a given alpha and seed: the seed-to-seed noise that an alpha effect must exce
    (A − 1)(S − 1)) distribution (normal errors) and by permutation (alpha labels shuffled within each seed,
    which H0 makes exchangeable; :data:`PERMUTATIONS` draws, seeded: the report is reproducible). The verdict
    uses the permutation p, which needs no normal errors (OT-Flow's failed runs are far from normal). Its
-   resolution is limited by the table: with 5 alphas and 3 seeds a single deviating alpha is the most extreme
-   arrangement in about 1 of 25 permutations, so p_perm ≥ ~0.04 for it however large the deviation, while a
-   graded effect across several alphas can reach far lower. Only the seeds present at every alpha enter.
+   resolution is limited by the table: the smallest p a 5 × 3 table can reach is 1/(5!)² ≈ 7e-5, and a single
+   deviating alpha, however large, shares its rank with every permutation that puts the three deviating values
+   in one row (1 in 25), so its p is what the other alphas' noise adds to that: typically 1e-3 to 0.04, where
+   the F distribution's p keeps falling with the deviation. Only the seeds present at every alpha enter.
 2. **JKO-Flow's worst against OT-Flow's best** (:func:`worst_against_best`): per seed, Δ_s = JKO-Flow at the
    alpha of its highest mean minus OT-Flow at the alpha of its lowest mean (lower is better); mean Δ with a
    95 % t confidence interval over seeds. Choosing both alphas from the same runs favours OT-Flow (its best is

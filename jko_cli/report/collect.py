@@ -6,7 +6,7 @@ composed config: ``jko.schedule`` "single" is the OT-Flow baseline, "constant" i
 "geometric" JKO-Flow with growing steps; ``jko.n_steps=auto`` adds " auto" (K chosen from validation).
 Statistics follow DESIGN.md §3. A cell (data set, alpha, method) holds one run per seed; its value is the mean
 over seeds with the standard error of that mean (sd / √n). With one seed the error is the run's own over its
-evaluation draws (``mmd_paper_se``, ``nll_test_se``): draw noise only, no training noise.
+evaluation draws or test points (``mmd_paper_se``, ``nll_test_se``): evaluation noise only, no training noise.
 
 Two cells of the same seeds share their evaluation points (test points, latent and reference draws), so their
 difference is taken pairwise (:func:`paired_delta`): over seeds when there are several, else draw by draw
@@ -31,7 +31,9 @@ from jko_cli.run.files import NLL_POINTS
 
 log = logging.getLogger(__name__)
 METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
-METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto")
+METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto", "OT-CFM",
+                "I-CFM")
+CFM_NAMES = {"ot": "OT-CFM", "independent": "I-CFM"}  # method=cfm by cfm.coupling (torchcfm's names)
 # conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
 JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
                "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
@@ -108,8 +110,11 @@ class Run:
 
     @property
     def method(self) -> str | None:
-        """The method (:func:`method_name`) from the config's jko.schedule and jko.n_steps, else from a ``jko=``
-        override naming a conf/jko preset."""
+        """The method: for method=cfm "OT-CFM" / "I-CFM" by its coupling; else :func:`method_name` from the
+        config's jko.schedule and jko.n_steps, or from a ``jko=`` override naming a conf/jko preset."""
+        if (self._config("method") or self.overrides.get("method")) == "cfm":
+            coupling = self._config("cfm.coupling") or self.overrides.get("cfm.coupling", "ot")
+            return CFM_NAMES.get(str(coupling), f"CFM {coupling}")
         schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
         if schedule is None and self.overrides.get("jko") is not None:
             preset = self.overrides["jko"]
@@ -262,37 +267,58 @@ def cell_stats(runs: list[Run], key: str) -> tuple[float, float, int]:
 PAIRED_SEEDS, PAIRED_DRAWS, UNPAIRED = "over seeds", "paired draws", "unpaired"
 
 
-def paired_delta(a: list[Run], b: list[Run], key: str) -> tuple[float, float, str]:
-    """(Δ, its standard error, how) for cell a − cell b of one metric (module docstring):
+def paired_delta(a: list[Run], b: list[Run], key: str) -> tuple[float, float, str, float]:
+    """(Δ, its standard error, how, degrees of freedom) for cell a − cell b of one metric (module docstring):
 
     * two or more seeds in both: Δ_s per common seed, mean and sd / √n (training and draw noise);
     * one common seed: the runs' per-draw (mmd_paper) or per-point (nll_test) differences, mean and sd / √n
       (draw noise only: the two runs' evaluation draws are the same, so only the flows differ);
-    * otherwise the cells' means and √(se_a² + se_b²) ("unpaired").
+    * otherwise the cells' means and √(se_a² + se_b²) ("unpaired"; degrees of freedom unknown: inf).
+
+    The degrees of freedom are the pairs' number − 1, for a t test of Δ (with 3 seeds, 2: ±2 se would be a
+    18 % test, not a 5 % one).
     """
     va = {r.seed: r.value(key) for r in a if math.isfinite(r.value(key))}
     vb = {r.seed: r.value(key) for r in b if math.isfinite(r.value(key))}
     common = [s for s in va if s in vb]
     if len(common) >= 2:
         d = np.array([va[s] - vb[s] for s in common])
-        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_SEEDS
+        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_SEEDS, len(d) - 1.0
     if len(common) == 1 and len(va) == len(vb) == 1:
         ra = next(r for r in a if r.seed == common[0])
         rb = next(r for r in b if r.seed == common[0])
         da, db = ra.draws(key), rb.draws(key)
         if da is not None and db is not None and da.shape == db.shape and len(da) >= 2:
             d = da - db
-            return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_DRAWS
+            return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_DRAWS, len(d) - 1.0
     (ma, ea, _), (mb, eb, _) = cell_stats(a, key), cell_stats(b, key)
-    return ma - mb, math.hypot(ea, eb), UNPAIRED
+    return ma - mb, math.hypot(ea, eb), UNPAIRED, math.inf
+
+
+def floor_stats(runs: list[Run]) -> tuple[float, float, int]:
+    """(mean, standard error, seeds) of the mmd_paper noise floor. Every run of a seed draws the same floor (the
+    evaluation stream is the seed's), so the runs are reduced to one value per seed first; the se is over
+    seeds, or with one seed that floor's own standard error over its draws."""
+    per_seed: dict = {}
+    for run in runs:
+        v = run.value("mmd_paper_floor")
+        if math.isfinite(v):
+            per_seed.setdefault(run.seed, (v, run.value("mmd_paper_floor_se")))
+    if not per_seed:
+        return math.nan, math.nan, 0
+    vals = np.array([v for v, _ in per_seed.values()])
+    if len(vals) == 1:
+        return float(vals[0]), next(iter(per_seed.values()))[1], 1
+    return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(len(vals))), len(vals)
 
 
 def floor_line(runs: list[Run]) -> str:
-    """The noise floor of mmd_paper over runs: mean ± se and how far from 0 that is (the floor is centred on 0
-    when the evaluation draws are i.i.d.: a sign of an unbiased statistic)."""
-    mean, se, n = cell_stats(runs, "mmd_paper_floor")
+    """The noise floor of mmd_paper: mean ± se over seeds (:func:`floor_stats`) and how far from 0 that is (the
+    floor is centred on 0 when the evaluation draws are i.i.d.: a sign of an unbiased statistic)."""
+    mean, se, n = floor_stats(runs)
     if n == 0:
         return "Noise floor `mmd_paper_floor`: not recorded."
-    z = f", {mean / se:+.2g} se from 0" if n > 1 and se > 0 else ""
+    z = f", {mean / se:+.2g} se from 0" if se > 0 else ""
+    over = f"over {n} seeds" if n > 1 else "one seed (± its draws' standard error)"
     return (f"Noise floor `mmd_paper_floor` (data against data, at the statistic's sizes): {mean:.2g} ± {se:.2g} "
-            f"over {n} run{'s' * (n != 1)}{z}.")
+            f"{over}{z}.")

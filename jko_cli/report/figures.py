@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from jko_cli.plotting import _scatter, figure, plot_limit, plt
-from jko_cli.report.collect import Groups, Run, cell_stats, method_rank, methods_of, runs_of
+from jko_cli.report.collect import Groups, Run, cell_stats, floor_stats, method_rank, methods_of, runs_of
 
 log = logging.getLogger(__name__)
 ALPHA_PANEL, GRID_PANEL, STEPS_PANEL = 3.2, 2.0, 3.0  # inches per panel
 COLORS = {"OT-Flow": "tab:orange", "JKO-Flow": "tab:blue", "JKO-Flow auto": "tab:green",
-          "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red"}
+          "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red", "OT-CFM": "tab:brown",
+          "I-CFM": "tab:pink"}
 STEP_METRICS = ("mmd", "nll_test")
 
 
@@ -65,12 +66,10 @@ def mmd_vs_alpha(path: Path, groups: Groups) -> bool:
                                     color=COLORS.get(m), label=m)
                         values += list(y - np.nan_to_num(err)) + list(y + np.nan_to_num(err))
                 if key == "mmd_paper":
-                    floor, floor_se, n = cell_stats(runs_of(by_alpha), "mmd_paper_floor")
+                    floor, floor_se, n = floor_stats(runs_of(by_alpha))
                     if math.isfinite(floor):
                         ax.axhline(floor, ls="--", lw=1, color="grey", label="floor (data vs data)")
-                    floors = [r.value("mmd_paper_floor") for r in runs_of(by_alpha)]
-                    floors = [f for f in floors if math.isfinite(f)]
-                    _value_scale(ax, values, float(np.std(floors)) if len(floors) > 1 else 0.0)
+                    _value_scale(ax, values, floor_se * math.sqrt(n) if n and math.isfinite(floor_se) else 0.0)
                 _log_alpha_axis(ax, list(by_alpha))
                 ax.set_ylabel(key, fontsize=8)
                 ax.set_title(ds, fontsize=9)

@@ -22,7 +22,7 @@ def _keys(schema, prefix=""):
     for f in dataclasses.fields(schema):
         tp = schema.__annotations__[f.name]
         nested = {"DatasetConfig", "ModelConfig", "SolverConfig", "JKOConfig", "TrainerConfig", "LoggerConfig",
-                  "EvalSolverConfig"}
+                  "EvalSolverConfig", "CFMConfig"}
         if tp in nested:
             yield from _keys(getattr(C, tp), f"{prefix}{f.name}.")
         else:

@@ -34,6 +34,7 @@ from helpers.cli_runs import (
 )
 
 from jko_cli import cli
+from jko_cli.engine.evaluation import PROTOCOL
 from jko_cli.run.checkpoint import FORMAT, load_checkpoint
 
 FINAL_KEYS = ["nll_test", "nll_test_2x", "mmd_paper", "mmd_paper_se", "mmd_paper_floor", "mmd", "inverse_error"]
@@ -363,7 +364,7 @@ def _fake_finished_run(root: Path, write_last) -> Path:
     """A directory that looks like a finished run, whose checkpoints/last.pt is made by ``write_last``."""
     (root / "checkpoints").mkdir(parents=True)
     (root / "status.json").write_text('{"state": "finished"}\n')
-    (root / "metrics.json").write_text('{"nll_test": 1.0}\n')
+    (root / "metrics.json").write_text(f'{{"nll_test": 1.0, "evaluation_protocol": {PROTOCOL}}}\n')
     write_last(root / "checkpoints" / "last.pt")
     return root
 

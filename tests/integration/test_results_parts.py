@@ -80,3 +80,20 @@ def test_a_finished_run_without_any_record_of_its_config_is_refused(sweep, tmp_p
     (run / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(ConfigValueError, match="cannot be checked"):
         engine.preflight(cfgs[1], run)
+
+
+def test_a_finished_run_of_an_older_evaluation_protocol_is_refused(sweep, tmp_path):
+    """Runs from before issue 17 (stratified test points, biased floor) carry no evaluation_protocol: a sweep run
+    again must not count them as this config's runs."""
+    root, cfgs = sweep
+    _results().keep(root, tmp_path / "kept", points=False)
+    run = tmp_path / "kept" / "alpha=5" / "seed=0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["evaluation_protocol"] == 2
+    del metrics["evaluation_protocol"]  # runs of 9f8241c–: per-draw values, no key yet: protocol 2
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert engine.preflight(cfgs[0], run) == engine.FINISHED
+    del metrics["mmd_paper_values"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ConfigValueError, match="protocol 1"):
+        engine.preflight(cfgs[0], run)

@@ -143,3 +143,10 @@ def test_inverse_error_is_mean_norm(make_potential):
         ref = (flow.inverse(flow.forward(x)[0]) - x).norm(dim=1).mean().item()
     assert ref > 1e-6
     assert M.inverse_error(flow, x) == pytest.approx(ref, rel=1e-12)
+
+
+def test_mmd_of_a_single_point_is_nan_not_an_error():
+    """A fixed set with a 2- or 3-row test split gives the statistic one reference point: no pairs, no U-statistic."""
+    x, one = torch.randn(5, 2, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
+    assert math.isnan(M.mmd_paper(x, one)) and math.isnan(M.mmd_paper(one, x))
+    assert math.isnan(M.median_distance(one)) and math.isnan(M.mmd_median(x, one))

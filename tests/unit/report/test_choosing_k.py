@@ -143,9 +143,9 @@ def test_several_seeds_pair_by_seed(tmp_path):
     seed_effect = {0: -1.0, 1: 0.2, 2: 0.9}
     fixed = _seed_runs(tmp_path, "JKO-Flow", {s: 2.0 + e for s, e in seed_effect.items()})
     auto = _seed_runs(tmp_path, "JKO-Flow auto", {s: 2.05 + e + 0.001 * s for s, e in seed_effect.items()})
-    delta, se, how = report.paired_delta(auto, fixed, "nll_test")
+    delta, se, how, df = report.paired_delta(auto, fixed, "nll_test")
     d = np.array([0.05, 0.051, 0.052])
-    assert how == report.PAIRED_SEEDS
+    assert how == report.PAIRED_SEEDS and df == 2
     assert delta == pytest.approx(d.mean(), abs=1e-12) and se == pytest.approx(d.std(ddof=1) / math.sqrt(3))
     assert report.cell_stats(fixed, "nll_test")[1] > 0.5 and delta > 2 * se
 

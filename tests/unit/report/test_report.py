@@ -223,3 +223,18 @@ def test_a_sweep_over_dimensions_is_reported_per_dimension():
         return Run("r", Path("r"), config={"dataset": {"name": "gmm", "dim": dim}}, metrics={"dataset": "gmm"})
 
     assert [run(8).dataset, run(32).dataset, run(None).dataset] == ["gmm (d=8)", "gmm (d=32)", "gmm"]
+
+
+def test_the_floor_counts_each_seed_once(tmp_path):
+    """Every run of a seed draws the same floor; four runs per seed must not shrink the se by √4."""
+    floors = {0: -2e-5, 1: 1e-5, 2: 4e-5}
+    for seed, floor in floors.items():
+        for alpha in (1.0, 5.0):
+            for method in SCHEDULE:
+                write_fake_run(tmp_path / f"{alpha}/{method}/{seed}", "moons", alpha, method, seed, 0.01, 1e-4, 60,
+                               samples=False, extra={"mmd_paper_floor": floor, "mmd_paper_floor_se": 3e-5})
+    runs = report.find_runs(tmp_path)
+    mean, se, n = report.floor_stats(runs)
+    vals = np.array(list(floors.values()))
+    assert n == 3 and mean == pytest.approx(vals.mean()) and se == pytest.approx(vals.std(ddof=1) / math.sqrt(3))
+    assert report.floor_stats([r for r in runs if r.seed == 1]) == (1e-5, 3e-5, 1)  # one seed: its draws' se

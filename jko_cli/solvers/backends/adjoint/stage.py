@@ -111,7 +111,8 @@ class StageCache:
 
 def stage_forward(W: Weights, x: torch.Tensor, t: torch.Tensor, cache: StageCache | None = None,
                   laplacian: bool = True, ws: Workspace | None = None):
-    """(∇_x Φ (N, d), ∂_t Φ (N,), Δ_x Φ (N,) or None) at x (N, d) and time t (0-d); fills ``cache``.
+    """(∇_x Φ (N, d), ∂_t Φ (N,), Δ_x Φ (N,) or None) at x (N, d) and time t (0-d, or (N, 1): one time per
+    point, as flow matching evaluates); fills ``cache``.
 
     ``ws`` lends scratch buffers (eager); ∇_s Φ = [a_0 ⊙ z_1, x] @ [K_0; (AᵀA)_{:d}] + c + t (AᵀA)_d.
     """

@@ -76,13 +76,13 @@ def _opening_vjp(W: Weights, cache: StageCache, Gs, Gl, g: Grads, pbar0: torch.T
     """Reverse ∇_s Φ = [y_0, x] @ [K_0; (AᵀA)_{:d}] + c + t (AᵀA)_d and p_0 = K_0 s + b_0 (s = (x, t)),
     and the constant tr(Eᵀ AᵀA E) of Δ_x Φ: gradients of K_0, b_0, AᵀA, c; returns x̄ (N, d)."""
     x, t, d = cache.x, cache.t, W.dim
-    s = torch.cat([x, t.expand(x.shape[0], 1)], dim=1)
+    s = torch.cat([x, t.expand(x.shape[0], 1)], dim=1)  # t 0-d or (N, 1)
     g.K0.add_(mm(torch.cat([cache.a0 * cache.zs[0], pbar0]).T, torch.cat([Gs, s])))  # y0ᵀ Gs + p̄0ᵀ s
     g.b0.add_(pbar0.sum(dim=0))
     gsum = Gs.sum(dim=0)
     g.c.add_(gsum)
     g.AtA[:d].add_(mm(x.T, Gs))
-    g.AtA[d].add_(gsum * t)
+    g.AtA[d].add_(gsum * t if t.dim() == 0 else (Gs * t).sum(dim=0))  # t: one time, or one per point (N, 1)
     if Gl is not None:
         g.AtA.diagonal()[:d].add_(Gl.sum())
     return mm(torch.cat([Gs, pbar0], dim=1), W.AtAK0x)  # Gs (AᵀA)_{:, :d} + p̄0 K0x
