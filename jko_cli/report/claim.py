@@ -31,26 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jko_cli.report.collect import Run
+from jko_cli.report.collect import Run, by_seed
 
 PERMUTATIONS = 9999
 LEVEL = 0.05  # a p-value below it is "an alpha effect"; the CI is 1 − LEVEL
 OT, JKO = "OT-Flow", "JKO-Flow"
 
 
-def _by_seed(runs: list[Run], key: str) -> dict:
-    """seed → the run's value (finite values only; the first run of a seed if there are several)."""
-    out = {}
-    for run in runs:
-        v = run.value(key)
-        if math.isfinite(v) and run.seed not in out:
-            out[run.seed] = v
-    return out
-
-
 def seed_table(cells: dict[float, list[Run]], key: str) -> tuple[list[float], list, np.ndarray]:
     """(alphas, seeds, y (A, S)): the metric for the seeds present at every alpha (sorted)."""
-    per_alpha = {a: _by_seed(runs, key) for a, runs in cells.items()}
+    per_alpha = {a: by_seed(runs, key) for a, runs in cells.items()}
     per_alpha = {a: v for a, v in per_alpha.items() if v}
     seeds = sorted(set.intersection(*(set(v) for v in per_alpha.values())), key=str) if per_alpha else []
     alphas = sorted(per_alpha)
@@ -135,15 +125,14 @@ def worst_against_best(by_alpha: dict[float, dict[str, list[Run]]], key: str) ->
     from scipy import stats
 
     def means(method: str) -> dict[float, float]:
-        out = {a: np.mean(list(_by_seed(cell[method], key).values())) for a, cell in by_alpha.items()
-               if method in cell and _by_seed(cell[method], key)}
-        return {a: float(v) for a, v in out.items()}
+        values = {a: by_seed(cell[method], key) for a, cell in by_alpha.items() if method in cell}
+        return {a: float(np.mean(list(v.values()))) for a, v in values.items() if v}
 
     jko, ot = means(JKO), means(OT)
     if not jko or not ot:
         return None
     a_j, a_o = max(jko, key=jko.get), min(ot, key=ot.get)
-    worst, best = _by_seed(by_alpha[a_j][JKO], key), _by_seed(by_alpha[a_o][OT], key)
+    worst, best = by_seed(by_alpha[a_j][JKO], key), by_seed(by_alpha[a_o][OT], key)
     seeds = sorted(set(worst) & set(best), key=str)
     if len(seeds) < 2:
         return None

@@ -264,6 +264,16 @@ def cell_stats(runs: list[Run], key: str) -> tuple[float, float, int]:
     return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(len(vals))), len(vals)
 
 
+def by_seed(runs: list[Run], key: str) -> dict:
+    """seed → the run's value of a metric (finite values only; the first run of a seed if there are several)."""
+    out = {}
+    for run in runs:
+        v = run.value(key)
+        if math.isfinite(v) and run.seed not in out:
+            out[run.seed] = v
+    return out
+
+
 PAIRED_SEEDS, PAIRED_DRAWS, UNPAIRED = "over seeds", "paired draws", "unpaired"
 
 
@@ -278,8 +288,7 @@ def paired_delta(a: list[Run], b: list[Run], key: str) -> tuple[float, float, st
     The degrees of freedom are the pairs' number − 1, for a t test of Δ (with 3 seeds, 2: ±2 se would be a
     18 % test, not a 5 % one).
     """
-    va = {r.seed: r.value(key) for r in a if math.isfinite(r.value(key))}
-    vb = {r.seed: r.value(key) for r in b if math.isfinite(r.value(key))}
+    va, vb = by_seed(a, key), by_seed(b, key)
     common = [s for s in va if s in vb]
     if len(common) >= 2:
         d = np.array([va[s] - vb[s] for s in common])
