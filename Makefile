@@ -36,8 +36,24 @@ define REUSE_PAPER_K5
 endef
 comma := ,
 
+# sweep=methods's JKO-Flow and OT-Flow runs are sweep=paper's at alpha 10 (same config): finished ones are copied
+define REUSE_PAPER_ALPHA10
+@for s in $(subst $(comma), ,$(SEED_LIST)); do for j in constant:jko otflow:otflow; do \
+	  for d in outputs/reproduce/paper/alpha=10,dataset=*,jko=$${j%%:*}/seed=$$s; do \
+	  [ -f "$$d/metrics.json" ] || continue; ds=$${d#outputs/reproduce/paper/alpha=10,dataset=}; ds=$${ds%%,*}; \
+	  t="outputs/reproduce/methods/dataset=$$ds,method=$${j##*:}/seed=$$s"; \
+	  [ -e "$$t" ] || { mkdir -p "$$(dirname "$$t")" && cp -a "$$d" "$$t" && echo "reusing $$d"; }; done; done; done
+endef
+# Flow matching's wall-clock budget: JKO-Flow's median train_wall_s on this machine (two jobs, one thread each),
+# measured by `python scripts/budget.py DIR`: the toys on docs/results/runs/paper (seed 0, all alphas, 157.9 s);
+# gmm on docs/results/runs/methods/gmm. Measure again on another machine.
+CFM_SECONDS_TOY   ?= 158
+CFM_SECONDS_GMM8  ?= 45
+CFM_SECONDS_GMM32 ?= 140
+TIME_ARM = method=cfm trainer.epochs_per_step=1000000 trainer.max_seconds
+
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick reproduce-reference beyond2d clean
+.PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick reproduce-reference reproduce-methods reproduce-methods-toys reproduce-methods-gmm beyond2d clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -103,6 +119,21 @@ reproduce-reference: $(RUN_DEPS)  ## JKO-Flow, alpha 10, 500 epochs/step on swis
 	$(call RESTORE,reference)
 	$(call AND_KEEP,reference,,$(BIN)/jko-flow train -m sweep=reference hydra/launcher=$(LAUNCHER) trainer.progress=false $(PARTS_ARGS))
 	$(BIN)/jko-flow report outputs/reproduce/reference
+
+reproduce-methods: reproduce-methods-toys reproduce-methods-gmm  ## JKO-Flow, OT-Flow and flow matching at equal Adam steps and equal time + report
+	$(BIN)/jko-flow report outputs/reproduce/methods
+
+reproduce-methods-toys: $(RUN_DEPS)  ## the eight toys of reproduce-methods (DATASETS=… for a part; reuses reproduce's alpha-10 runs)
+	$(call RESTORE,methods)
+	$(REUSE_PAPER_ALPHA10)
+	$(call AND_KEEP,methods,--points,$(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS) && \
+	  $(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS) $(TIME_ARM)=$(CFM_SECONDS_TOY))
+
+reproduce-methods-gmm: $(RUN_DEPS)  ## gmm d = 8, 32 of reproduce-methods
+	$(call RESTORE,methods)
+	$(call AND_KEEP,methods,--points,$(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false && \
+	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false dataset.dim=8 $(TIME_ARM)=$(CFM_SECONDS_GMM8) && \
+	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false dataset.dim=32 $(TIME_ARM)=$(CFM_SECONDS_GMM32))
 
 beyond2d: $(RUN_DEPS)  ## JKO-Flow vs OT-Flow (equal Adam steps) on gmm d=8, 32 and digits at alpha 1, 10, 100 + report
 	$(BIN)/jko-flow train -m sweep=beyond2d hydra/launcher=$(LAUNCHER) dataset=gmm dataset.dim=8,32 trainer.epochs_per_step=20 trainer.progress=false

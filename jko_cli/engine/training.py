@@ -238,15 +238,16 @@ def validation_objective(tr: Trainer, alpha_k: float):
 
 
 def method_loss(cfg: TrainConfig):
-    """The inner loop's batch loss for cfg.method (SubproblemSpec.loss): None for jko and otflow (the JKO
-    subproblem's objective), conditional flow matching for cfm (jko_cli/matching/loss.py; by autograd with
-    trainer.fast=off, else the adjoint backend's closed-form VJP)."""
+    """The inner loop's batch loss for cfg.method (SubproblemSpec.loss): None for jko (the JKO subproblem's
+    objective; OT-Flow is its one-step case), conditional flow matching for cfm on cfm.batch_size points of each
+    batch (jko_cli/matching/loss.py; by autograd with trainer.fast=off, else the adjoint backend's closed-form VJP)."""
     if cfg.method != "cfm":
         return None
     from jko_cli.matching.loss import flow_matching_loss
 
-    coupling, sigma, autograd = cfg.cfm.coupling, cfg.cfm.sigma, cfg.trainer.fast == "off"
-    return lambda model, batch, generator: flow_matching_loss(model, batch, generator, coupling, sigma, autograd)
+    coupling, sigma, autograd, size = cfg.cfm.coupling, cfg.cfm.sigma, cfg.trainer.fast == "off", cfg.cfm.batch_size
+    # the batch is a slice of a fresh permutation, so its first cfm.batch_size points are a uniform random subset
+    return lambda model, batch, generator: flow_matching_loss(model, batch[:size], generator, coupling, sigma, autograd)
 
 
 def jko_step(tr: Trainer, k: int) -> None:

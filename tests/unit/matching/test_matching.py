@@ -116,3 +116,19 @@ def test_cfm_with_ot_pairing_reaches_the_true_nll_of_a_gaussian(tmp_path, monkey
     entropy = 0.5 * 2 * math.log(2 * math.pi * math.e) + 0.5 * math.log(np.linalg.det(cov))
     assert m["n_jko_steps"] == 1 and m["adam_steps_total"] == 300 * 2
     assert abs(m["nll_test"] - entropy) < 3 * m["nll_test_se"] + 0.02, (m["nll_test"], entropy, m["nll_test_se"])
+
+
+def test_cfm_batch_size_pairs_and_regresses_the_first_points_of_each_batch():
+    """cfm.batch_size = m: one Adam step's loss is the flow-matching loss of the batch's first m points (a uniform
+    subset: the batch is a slice of a fresh permutation); null keeps the whole batch."""
+    from jko_cli.config import CFMConfig, JKOConfig, TrainConfig
+    from jko_cli.engine.training import method_loss
+
+    pot, x = _potential(), torch.randn(40, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    for size, rows in ((None, 40), (16, 16)):
+        cfg = TrainConfig(method="cfm", cfm=CFMConfig(batch_size=size), jko=JKOConfig(schedule="single", n_steps=1))
+        got, _ = method_loss(cfg)(pot, x, torch.Generator().manual_seed(9))
+        want, _ = loss.flow_matching_loss(pot, x[:rows], torch.Generator().manual_seed(9), "ot", 0.0)
+        assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    other, _ = loss.flow_matching_loss(pot, x[:17], torch.Generator().manual_seed(9), "ot", 0.0)
+    assert other.item() != pytest.approx(got.item(), rel=1e-6)
