@@ -14,11 +14,12 @@ BENCH_ARGS ?=
 RUN_DEPS  := $(if $(filter slurm%,$(LAUNCHER)),install-all,install)
 AUTO_ARGS ?=   # extra overrides for reproduce-auto, e.g. AUTO_ARGS=trainer.early_stop_every=25
 # A sweep in parts (longer than a sitting, or across machines): DATASETS=moons,circles runs only those data sets
-# of the sweep; KEEP=docs/results/runs restores the runs kept there before the sweep (they are skipped) and keeps
+# of the sweep (ALPHAS=10 only those alphas, where the sweep has alphas); KEEP=docs/results/runs restores the runs kept there before the sweep (they are skipped) and keeps
 # the newly finished ones after it (scripts/results.py: small files only, no checkpoints)
 DATASETS  ?=
+ALPHAS    ?=
 KEEP      ?=
-PARTS_ARGS = $(if $(DATASETS),dataset=$(DATASETS))
+PARTS_ARGS = $(if $(DATASETS),dataset=$(DATASETS)) $(if $(ALPHAS),alpha=$(ALPHAS))
 define RESTORE
 $(if $(KEEP),@if [ -d $(KEEP)/$(1) ]; then $(BIN)/python scripts/results.py restore $(KEEP)/$(1) outputs/reproduce/$(1); fi)
 endef

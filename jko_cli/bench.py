@@ -8,6 +8,7 @@ Configurations (DESIGN.md §2 model, float32, RK4 with 8 steps unless said other
     sample     20 000 samples through the same flow
     cfm        the toy shape, one Adam step of conditional flow matching (method=cfm), independent coupling
     cfm_ot     the same with exact OT pairing of the batch (POT); cfm_ot − cfm is the pairing's share
+    cfm_256, cfm_ot_256   the same two at 256 points a step (sweep=methods's cfm.batch_size on the toys)
 
 Every (configuration, path) runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its
 own (base_rss_mb: the same process before the workload, i.e. Python with torch loaded); the figure is the
@@ -44,7 +45,10 @@ CONFIGS = {
     "sample": dict(dim=2, width=16, batch=20_000, warmup=1, budget_s=0.0),
     "cfm": dict(dim=2, width=16, batch=2000, warmup=3, budget_s=1.0, coupling="independent"),
     "cfm_ot": dict(dim=2, width=16, batch=2000, warmup=1, budget_s=0.0, coupling="ot"),
+    "cfm_256": dict(dim=2, width=16, batch=256, warmup=3, budget_s=1.0, coupling="independent"),
+    "cfm_ot_256": dict(dim=2, width=16, batch=256, warmup=3, budget_s=1.0, coupling="ot"),
 }
+CFM_PAIRS = (("cfm", "cfm_ot"), ("cfm_256", "cfm_ot_256"))  # (independent, OT): the pairing's share
 CFM_PATHS = ("eager", "adjoint")  # autograd through the closed-form ∇Φ, and the adjoint backend's VJP
 PATHS = {"eager": "off", "adjoint": "adjoint", "compile": "compile", "native": "native"}
 DEPTH, N_STEPS, K_BLOCKS, EVAL_STEPS, MAX_REPEATS = 2, 8, 5, 16, 50
@@ -138,7 +142,7 @@ def _flow(cfg: dict, fast: str, device):
 def _workload(name: str, cfg: dict, fast: str, device, batch: int):
     if name in ("toy", "miniboone"):
         return _adam_step(cfg, fast, device, batch)
-    if name in ("cfm", "cfm_ot"):
+    if name.startswith("cfm"):
         return _cfm_step(cfg, fast, device, batch)
     flow, gen = _flow(cfg, fast, device), torch.Generator(device=device).manual_seed(0)
     x = torch.randn(batch, cfg["dim"], device=device, generator=gen)
@@ -163,7 +167,7 @@ def run_worker(name: str, path: str, args) -> dict:
                   cfg["budget_s"])
     median = statistics.median(times)
     out = {"median_ms": 1e3 * median, "min_ms": 1e3 * min(times), "max_ms": 1e3 * max(times), "repeats": len(times)}
-    if name in ("cfm", "cfm_ot"):
+    if name.startswith("cfm"):
         out["batch"] = batch
     elif name in ("toy", "miniboone"):
         out["gflops"] = step_flops(cfg["dim"], cfg["width"], DEPTH, 4 * N_STEPS, batch) / median / 1e9
@@ -192,7 +196,7 @@ def applies(name: str, path: str, device: str = "cpu") -> bool:
     """Whether a path is measured on a configuration (the fused CPU kernel only on narrow networks, on the CPU)."""
     from jko_cli.solvers.backends import WIDE
 
-    if name in ("cfm", "cfm_ot"):
+    if name.startswith("cfm"):
         return path in CFM_PATHS
     return not (path == "native" and (CONFIGS[name]["width"] >= WIDE or torch.device(device).type != "cpu"))
 
@@ -234,14 +238,17 @@ def run_all(args) -> dict:
     return result
 
 
-def ot_share(result: dict) -> tuple[str, float] | None:
-    """(path, share): the exact OT pairing's share of a flow-matching step, from cfm and cfm_ot on the faster path
-    measured in both; None without both."""
-    for path in reversed(CFM_PATHS):
-        a, b = (result.get(n, {}).get(path, {}).get("median_ms") for n in ("cfm", "cfm_ot"))
-        if a and b:
-            return path, max(0.0, (b - a) / b)
-    return None
+def ot_shares(result: dict) -> list[tuple[str, str, float]]:
+    """[(configuration, path, share)]: the exact OT pairing's share of a flow-matching step, (cfm_ot − cfm) / cfm_ot
+    for each pair of CFM_PAIRS measured on a common path (the faster one of CFM_PATHS)."""
+    out = []
+    for indep, ot in CFM_PAIRS:
+        for path in reversed(CFM_PATHS):
+            a, b = (result.get(n, {}).get(path, {}).get("median_ms") for n in (indep, ot))
+            if a and b:
+                out.append((ot, path, max(0.0, (b - a) / b)))
+                break
+    return out
 
 
 def format_table(result: dict) -> str:
@@ -265,10 +272,9 @@ def format_table(result: dict) -> str:
             pts = f"{r['points_per_s']:.0f}" if "points_per_s" in r else "-"
             rows.append(f"{name:<10} {path:<8} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f} {r['max_ms']:>9.1f} "
                         f"{ratio:>8} {gfs:>8} {pct:>5} {pts:>10} {r['peak_rss_mb']:>7.0f} {r['threads']:>3}")
-    share = ot_share(result)
-    if share is not None:
-        rows.append(f"OT pairing's share of a cfm_ot step ({share[0]}): {100 * share[1]:.0f} % "
-                    "(cfm_ot − cfm, over cfm_ot)")
+    for name, path, share in ot_shares(result):
+        rows.append(f"OT pairing's share of a {name} step ({path}): {100 * share:.0f} % (with OT − independent, "
+                    "over with OT)")
     rows.append(f"matmul ceiling: {ceiling:.1f} GFLOP/s (float32, best of sizes "
                 f"{', '.join(result['machine']['matmul_gflops_by_size'])})" if ceiling else "matmul: n/a")
     return "\n".join(rows)

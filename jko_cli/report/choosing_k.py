@@ -13,10 +13,9 @@ import math
 
 import numpy as np
 
-from jko_cli.report.collect import PAIRED_DRAWS, UNPAIRED, Groups, Run, paired_delta
+from jko_cli.report.collect import LEVEL, Groups, Run, paired_test
 
 FIXED = "JKO-Flow"
-LEVEL = 0.05  # two-sided level of the t test that calls Δ a difference
 COMPARE_METRICS = ("nll_test", "mmd_paper")
 DEFINITIONS = f"""\
 - K: JKO steps taken (`n_jko_steps`); Adam steps: `adam_steps_total`, every Adam step of the run. With several
@@ -46,21 +45,11 @@ def count_cell(runs: list[Run], attr: str) -> str:
     return f"{lo:.0f}" if lo == hi else f"{np.mean(vals):.4g} ({lo:.0f}–{hi:.0f})"
 
 
-MARKS = {PAIRED_DRAWS: "‡", UNPAIRED: "ⁿ"}
-
-
 def compare(variant: list[Run], fixed: list[Run], key: str) -> tuple[float, float, str, str]:
     """(Δ, standard error, verdict, mark) of variant − fixed for one metric (paired, module docstring); verdict
     '' when Δ or its error is unknown."""
-    from scipy import stats
-
-    delta, noise, how, df = paired_delta(variant, fixed, key)
-    mark = MARKS.get(how, "")
-    if not (math.isfinite(delta) and math.isfinite(noise)) or df < 1:
-        return delta, noise, "", mark
-    q = stats.norm.ppf(1 - LEVEL / 2) if math.isinf(df) else stats.t.ppf(1 - LEVEL / 2, df)
-    verdict = "better" if delta < -q * noise else "worse" if delta > q * noise else "same"
-    return delta, noise, verdict, mark
+    t = paired_test(variant, fixed, key)
+    return t.delta, t.se, t.verdict, t.mark
 
 
 def adam_ratio(variant: list[Run], fixed: list[Run]) -> float:
@@ -69,8 +58,9 @@ def adam_ratio(variant: list[Run], fixed: list[Run]) -> float:
 
 
 def variants(methods: list[str]) -> list[str]:
-    """The JKO variants to compare with fixed K (every method but OT-Flow and fixed K itself)."""
-    return [m for m in methods if m not in (FIXED, "OT-Flow")] if FIXED in methods else []
+    """The JKO variants to compare with fixed K (JKO-Flow auto, geometric, …; not fixed K itself, not OT-Flow or
+    flow matching: jko_cli/report/methods.py compares those)."""
+    return [m for m in methods if m.startswith(FIXED) and m != FIXED] if FIXED in methods else []
 
 
 def comparison_lines(by_alpha: dict[float, dict[str, list[Run]]], methods: list[str]) -> list[str]:

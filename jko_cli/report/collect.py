@@ -31,13 +31,14 @@ from jko_cli.run.files import NLL_POINTS
 
 log = logging.getLogger(__name__)
 METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
+TIMED = " (time)"  # a method's name with this suffix: its run was given a wall-clock budget (trainer.max_seconds)
 METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto", "OT-CFM",
-                "I-CFM")
+                "OT-CFM" + TIMED, "I-CFM", "I-CFM" + TIMED)
 CFM_NAMES = {"ot": "OT-CFM", "independent": "I-CFM"}  # method=cfm by cfm.coupling (torchcfm's names)
 # conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
 JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
                "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
-FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png", "k_vs_alpha.png")
+FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png", "k_vs_alpha.png", "methods.png")
 
 
 def method_name(schedule: Any, n_steps: Any) -> str | None:
@@ -111,15 +112,26 @@ class Run:
     @property
     def method(self) -> str | None:
         """The method: for method=cfm "OT-CFM" / "I-CFM" by its coupling; else :func:`method_name` from the
-        config's jko.schedule and jko.n_steps, or from a ``jko=`` override naming a conf/jko preset."""
+        config's jko.schedule and jko.n_steps, or from a ``jko=`` override naming a conf/jko preset. A run with
+        a wall-clock budget (trainer.max_seconds) is another method of the comparison: the name ends in TIMED."""
         if (self._config("method") or self.overrides.get("method")) == "cfm":
             coupling = self._config("cfm.coupling") or self.overrides.get("cfm.coupling", "ot")
-            return CFM_NAMES.get(str(coupling), f"CFM {coupling}")
-        schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
-        if schedule is None and self.overrides.get("jko") is not None:
-            preset = self.overrides["jko"]
-            schedule, n_steps = JKO_PRESETS.get(preset, (preset, None))
-        return method_name(schedule, n_steps)
+            name = CFM_NAMES.get(str(coupling), f"CFM {coupling}")
+        else:
+            schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
+            if schedule is None and self.overrides.get("jko") is not None:
+                preset = self.overrides["jko"]
+                schedule, n_steps = JKO_PRESETS.get(preset, (preset, None))
+            name = method_name(schedule, n_steps)
+        timed = self._config("trainer.max_seconds") or self.overrides.get("trainer.max_seconds")
+        return name + TIMED if name is not None and timed not in (None, "null") else name
+
+    @property
+    def points_per_step(self) -> float:
+        """Points one Adam step trains on: cfm.batch_size for flow matching when set, else trainer.batch_size."""
+        size = self._config("cfm.batch_size") if self._config("method") == "cfm" else None
+        size = size if size is not None else self._config("trainer.batch_size")
+        return float(size) if isinstance(size, (int, float)) else math.nan
 
     @property
     def n_jko_steps(self) -> float:
@@ -302,6 +314,44 @@ def paired_delta(a: list[Run], b: list[Run], key: str) -> tuple[float, float, st
             return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), PAIRED_DRAWS, len(d) - 1.0
     (ma, ea, _), (mb, eb, _) = cell_stats(a, key), cell_stats(b, key)
     return ma - mb, math.hypot(ea, eb), UNPAIRED, math.inf
+
+
+LEVEL = 0.05  # two-sided level of the t test that calls a paired Δ a difference (and its interval's 1 − level)
+MARKS = {PAIRED_DRAWS: "‡", UNPAIRED: "ⁿ"}  # how a Δ was paired, in the report's cells (over seeds: no mark)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Cell a − cell b of one metric (:func:`paired_delta`) with a two-sided t test of Δ = 0 at :data:`LEVEL`."""
+
+    delta: float
+    se: float
+    how: str
+    df: float
+
+    @property
+    def half_width(self) -> float:
+        """Half the (1 − LEVEL) interval of Δ: t quantile (normal when df is unknown) × se; NaN if undefined."""
+        from scipy import stats
+
+        if not (math.isfinite(self.delta) and math.isfinite(self.se)) or self.df < 1:
+            return math.nan
+        q = stats.norm.ppf(1 - LEVEL / 2) if math.isinf(self.df) else stats.t.ppf(1 - LEVEL / 2, self.df)
+        return float(q * self.se)
+
+    @property
+    def verdict(self) -> str:
+        """'better' (Δ significantly < 0: lower is better), 'worse', 'same', or '' when Δ or its error is unknown."""
+        h = self.half_width
+        return "" if not math.isfinite(h) else "better" if self.delta < -h else "worse" if self.delta > h else "same"
+
+    @property
+    def mark(self) -> str:
+        return MARKS.get(self.how, "")
+
+
+def paired_test(a: list[Run], b: list[Run], key: str) -> PairedTest:
+    return PairedTest(*paired_delta(a, b, key))
 
 
 def floor_stats(runs: list[Run]) -> tuple[float, float, int]:

@@ -23,8 +23,8 @@ def write_report(root: Path, out: Path) -> dict[str, Path]:
     written = {"report.csv": out / "report.csv"}
     write_csv(written["report.csv"], runs)
     groups = group_runs(runs)
-    for name, draw in zip(FIGURES, (figures.mmd_vs_alpha, figures.samples_grid,
-                                    figures.steps_by_alpha, figures.k_vs_alpha), strict=True):
+    for name, draw in zip(FIGURES, (figures.mmd_vs_alpha, figures.samples_grid, figures.steps_by_alpha,
+                                    figures.k_vs_alpha, figures.methods_vs_time), strict=True):
         if draw(out / name, groups):
             written[name] = out / name
         elif (out / name).is_file():  # a figure of an earlier report that no longer applies
@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
     """``jko-flow report DIR [--out OUTDIR]``: print where the report went. 2 on bad arguments or no runs."""
     parser = _Parser(prog="jko-flow report", description="Summarise a sweep directory: every run under DIR "
                      "(any directory holding a metrics.json) -> report.csv, report.md, mmd_vs_alpha.png, "
-                     "samples_grid.png, steps.png, k_vs_alpha.png (when K was chosen automatically).")
+                     "samples_grid.png, steps.png, k_vs_alpha.png (when K was chosen automatically), methods.png (when "
+                     "methods are compared, sweep=methods).")
     parser.add_argument("dir", type=Path, metavar="DIR", help="sweep directory, searched recursively for runs")
     parser.add_argument("--out", type=Path, default=None, metavar="OUTDIR", help="output directory (default: DIR)")
     try:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from jko_cli.plotting import _scatter, figure, plot_limit, plt
-from jko_cli.report.collect import Groups, Run, cell_stats, floor_stats, method_rank, methods_of, runs_of
+from jko_cli.report.collect import TIMED, Groups, Run, cell_stats, floor_stats, method_rank, methods_of, runs_of
+from jko_cli.report.methods import comparisons, members, train_seconds
 
 log = logging.getLogger(__name__)
 ALPHA_PANEL, GRID_PANEL, STEPS_PANEL = 3.2, 2.0, 3.0  # inches per panel
@@ -22,6 +23,11 @@ COLORS = {"OT-Flow": "tab:orange", "JKO-Flow": "tab:blue", "JKO-Flow auto": "tab
           "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red", "OT-CFM": "tab:brown",
           "I-CFM": "tab:pink"}
 STEP_METRICS = ("mmd", "nll_test")
+
+
+def color(method: str) -> str | None:
+    """A method's colour; a timed variant (name + TIMED) shares its method's."""
+    return COLORS.get(method.removesuffix(TIMED))
 
 
 def _log_alpha_axis(ax, alphas: list[float]) -> None:
@@ -63,7 +69,7 @@ def mmd_vs_alpha(path: Path, groups: Groups) -> bool:
                         x, y, err = (np.array(v, dtype=float) for v in zip(*pts, strict=True))
                         nudge = 1.04 ** (j - (len(methods) - 1) / 2)
                         ax.errorbar(x * nudge, y, yerr=np.nan_to_num(err), marker="o", ms=4, capsize=3, lw=1,
-                                    color=COLORS.get(m), label=m)
+                                    color=color(m), label=m)
                         values += list(y - np.nan_to_num(err)) + list(y + np.nan_to_num(err))
                 if key == "mmd_paper":
                     floor, floor_se, n = floor_stats(runs_of(by_alpha))
@@ -179,9 +185,59 @@ def k_vs_alpha(path: Path, groups: Groups) -> bool:
                            for a, cell in by_alpha.items() if m in cell]
                     pts = [p for p in pts if math.isfinite(p[1])]
                     if pts:
-                        ax.plot(*zip(*pts, strict=True), "o-", ms=4, lw=1, color=COLORS.get(m), label=m)
+                        ax.plot(*zip(*pts, strict=True), "o-", ms=4, lw=1, color=color(m), label=m)
                 _log_alpha_axis(ax, list(by_alpha))
                 ax.set_ylabel(label, fontsize=8)
                 ax.set_title(ds, fontsize=9)
+                ax.legend(fontsize=6)
+    return True
+
+
+def _step_curve(runs: list[Run], key: str) -> tuple[list[float], list[float]]:
+    """JKO-Flow's progress in time: per JKO step k, the mean over seeds of the training seconds so far (the
+    steps' wall_s summed) and of steps[k][key]."""
+    by_k: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for run in runs:
+        elapsed = 0.0
+        for k, step in enumerate(run.metrics.get("steps") or []):
+            if not isinstance(step, dict) or not isinstance(step.get("wall_s"), (int, float)):
+                break
+            elapsed += float(step["wall_s"])
+            if isinstance(step.get(key), (int, float)):
+                by_k[k].append((elapsed, float(step[key])))
+    ks = sorted(by_k)
+    return [float(np.mean([t for t, _ in by_k[k]])) for k in ks], [float(np.mean([v for _, v in by_k[k]])) for k in ks]
+
+
+def methods_vs_time(path: Path, groups: Groups) -> bool:
+    """The method comparison (report/methods.py), one column per data set: mmd_paper (top) and nll_test (bottom)
+    against training seconds (log), mean ± se over seeds per method (squares: a wall-clock budget), and
+    JKO-Flow's nll_test after each of its steps (dotted). Nothing is written without a comparison."""
+    comps = comparisons(groups)
+    if not comps:
+        return False
+    with figure(path, ncols=len(comps), nrows=2, size=ALPHA_PANEL) as (_, axes):
+        for col, (ds, (alpha, cell)) in enumerate(comps.items()):
+            for row, key in enumerate(("mmd_paper", "nll_test")):
+                ax, values = axes[row, col], []
+                for m in members(cell):
+                    mean, se, n = cell_stats(cell[m], key)
+                    t = train_seconds(cell[m])
+                    if n == 0 or not math.isfinite(t):
+                        continue
+                    ax.errorbar([t], [mean], yerr=[np.nan_to_num(se)], marker="s" if m.endswith(TIMED) else "o",
+                                ms=5, capsize=3, lw=1, color=color(m), label=m)
+                    values += [mean - np.nan_to_num(se), mean + np.nan_to_num(se)]
+                if key == "nll_test" and "JKO-Flow" in cell:
+                    ts, ys = _step_curve(cell["JKO-Flow"], key)
+                    if len(ts) > 1:
+                        ax.plot(ts, ys, ":", lw=1, color=color("JKO-Flow"), label="JKO-Flow, after each step")
+                if key == "mmd_paper":
+                    _value_scale(ax, values, 0.0)
+                ax.set_xscale("log")
+                ax.set_xlabel("training seconds (Adam steps)", fontsize=8)
+                ax.set_ylabel(key, fontsize=8)
+                ax.set_title(f"{ds}, α={alpha:g}", fontsize=9)
+                ax.tick_params(which="both", labelsize=7)
                 ax.legend(fontsize=6)
     return True

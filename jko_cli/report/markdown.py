@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from jko_cli.report import choosing_k, claim
+from jko_cli.report import choosing_k, claim, methods
 from jko_cli.report.collect import Groups, Run, cell_stats, floor_line, floor_stats, method_rank, methods_of, runs_of
 
 TABLE_METRICS = (("mmd_paper", ".3g"), ("nll_test", ".4g"))  # (metric, format of its mean); lower is better
@@ -223,11 +223,13 @@ def markdown(root: Path, runs: list[Run], groups: Groups, figures: list[str]) ->
     lost = [r.rel or "." for r in runs if None in (r.dataset, r.alpha, r.method)]
     if lost:
         out += [f"Only in report.csv (no data set, alpha or method): {', '.join(lost)}", ""]
-    out += [DEFINITIONS + choosing_k.DEFINITIONS,
+    out += [DEFINITIONS + choosing_k.DEFINITIONS + methods.DEFINITIONS,
             "Figures: " + (", ".join(f"`{f}`" for f in figures) or "none (nothing to plot)"), ""]
     out += overview_lines(groups)
     out += choosing_k.summary_lines(groups)
+    out += methods.summary_lines(groups)
     for ds, by_alpha in groups.items():
         out += [f"## {ds}", "", *table(by_alpha), "", adam_sentence(by_alpha), "",
-                *choosing_k.comparison_lines(by_alpha, methods_of(by_alpha)), *claim_lines(by_alpha), ""]
+                *choosing_k.comparison_lines(by_alpha, methods_of(by_alpha)), *methods.section_lines(by_alpha),
+                *claim_lines(by_alpha), ""]
     return "\n".join(out)

@@ -60,3 +60,26 @@ def test_a_jko_run_ignores_the_flow_matching_keys(compose_train):
     assert config_differences(plain, tuned) == [] and "cfm" not in numbers_config(tuned)
     a, b = compose_train("method=cfm"), compose_train("method=cfm", "cfm.batch_size=256")
     assert config_differences(a, b) == ["cfm.batch_size"] and numbers_config(b)["cfm"]["batch_size"] == 256
+
+
+@pytest.mark.parametrize("method,paper", [("jko", "jko=constant"), ("otflow", "jko=otflow")])
+def test_sweep_methods_reuses_the_paper_runs_at_alpha_10(compose_train, method, paper):
+    """make reproduce-methods copies sweep=paper's alpha-10 runs in: they must be the same configs."""
+    from jko_cli.run.resume import config_differences
+
+    ours = compose_train("sweep=methods", f"method={method}", "dataset=moons")
+    theirs = compose_train("sweep=paper", paper, "alpha=10", "dataset=moons")
+    assert config_differences(ours, theirs) == []
+
+
+def test_the_methods_sweeps_give_every_method_the_same_adam_steps(compose_train):
+    def steps(cfg):  # Adam steps of the run: epochs × K × batches per epoch (the trainer's batches, every method)
+        return cfg.trainer.epochs_per_step * cfg.jko.epochs_scale * cfg.jko.n_steps * (
+            cfg.dataset.n_train // cfg.trainer.batch_size)
+
+    for sweep, extra in (("methods", ["dataset=moons"]), ("methods_gmm", ["dataset.dim=32"])):
+        cfgs = {m: compose_train(f"sweep={sweep}", f"method={m}", *extra) for m in C.METHOD_GROUP}
+        assert len({steps(c) for c in cfgs.values()}) == 1, {m: steps(c) for m, c in cfgs.items()}
+        assert {c.alpha for c in cfgs.values()} == {10.0}
+    assert compose_train("sweep=methods", "method=cfm").cfm.batch_size == 256
+    assert compose_train("sweep=methods_gmm", "method=cfm").cfm.batch_size is None

@@ -14,6 +14,7 @@ import yaml
 
 TEMPLATE = Path(__file__).resolve().parent / "smoke_run"
 SCHEDULE = {"OT-Flow": "single", "JKO-Flow": "constant"}
+CFM = {"OT-CFM": "ot", "I-CFM": "independent"}
 
 
 def write_fake_run(run_dir: Path, dataset: str, alpha: float, method: str, seed: int, mmd_paper: float,
@@ -24,7 +25,12 @@ def write_fake_run(run_dir: Path, dataset: str, alpha: float, method: str, seed:
     config = yaml.safe_load((TEMPLATE / ".hydra" / "config.yaml").read_text())
     k = 5 if method == "JKO-Flow" else 1
     config["dataset"]["name"], config["alpha"], config["seed"] = dataset, alpha, seed
-    config["jko"].update(schedule=SCHEDULE[method], n_steps=k)
+    base = method.removesuffix(" (time)")
+    config["jko"].update(schedule=SCHEDULE.get(base, "single"), n_steps=k)
+    if base in CFM:  # method=cfm (conf/method/cfm.yaml); " (time)": a wall-clock budget
+        config.update(method="cfm", cfm={"coupling": CFM[base], "sigma": 0.0, "batch_size": 256})
+    if method != base:
+        config["trainer"]["max_seconds"] = 100.0
     step = metrics["steps"][0]
     steps = [{**step, "jko_step": j, "alpha": alpha, "mmd": mmd_paper * (k + 1 - j), "nll_test": 2.0 + k - j}
              for j in range(1, k + 1)]
@@ -32,7 +38,7 @@ def write_fake_run(run_dir: Path, dataset: str, alpha: float, method: str, seed:
                    mmd_paper_se=se, mmd_paper_draws=5, nll_test=1 + 10 * mmd_paper, mmd_paper_floor=-1e-4,
                    steps=steps)
     (run_dir / ".hydra").mkdir(parents=True)
-    overrides = [f"dataset={dataset}", f"alpha={alpha:g}", f"jko={SCHEDULE[method]}", f"seed={seed}",
+    overrides = [f"dataset={dataset}", f"alpha={alpha:g}", f"jko={SCHEDULE.get(base, 'single')}", f"seed={seed}",
                  "trainer=smoke"]
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))

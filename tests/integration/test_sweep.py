@@ -43,3 +43,24 @@ def test_second_sweep_skips_finished_jobs_and_trains_nothing(sweep_twice):
     assert "JKO step" not in text and "resumed from" not in text
     assert file_states(sweep_twice["files"]) == sweep_twice["states"]  # nothing rewritten
     assert len(sweep_twice["files"]) == 2 * (3 + 3)  # metrics.json/.jsonl, status.json, jko_001/002.pt, last.pt
+
+
+@pytest.mark.slow  # four short trainings (about 30 s): make test-all
+def test_every_method_sweeps_and_is_reported_by_name(tmp_path, jko_flow_exe, cli_env):
+    """method=jko,otflow,cfm in one multirun; the report names them; OT-Flow spelt jko=otflow into the same
+    directory is the same run (skipped); a wall-clock budget is reported as "(time)"."""
+    sweep_dir = tmp_path / "sweep"
+    small = [a for a in SWEEP[1:-1] if not a.startswith("jko.n_steps")] + ["alpha=5"]
+    first = run_cli(jko_flow_exe, cli_env, tmp_path, "train", "-m", *small, "method=jko,otflow,cfm",
+                    f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    timed = run_cli(jko_flow_exe, cli_env, tmp_path, "train", *small, "method=cfm", "trainer.max_seconds=0.5",
+                    f"hydra.run.dir={sweep_dir / 'timed'}")
+    assert timed.returncode == 0, timed.stdout[-3000:] + timed.stderr[-3000:]
+    again = run_cli(jko_flow_exe, cli_env, tmp_path, "train", *small, "jko=otflow", f"hydra.run.dir={sweep_dir / '1'}")
+    assert again.returncode == 0 and SKIP_MESSAGE in again.stdout + again.stderr, again.stderr[-3000:]
+    report = run_cli(jko_flow_exe, cli_env, tmp_path, "report", str(sweep_dir))
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (sweep_dir / "report.md").read_text()
+    assert "| OT-CFM | 1 |" in text and "| OT-CFM (time) | 1 |" in text and "| OT-Flow | 1 |" in text
+    assert (sweep_dir / "methods.png").is_file()
