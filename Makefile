@@ -45,13 +45,17 @@ define REUSE_PAPER_ALPHA10
 	  t="outputs/reproduce/methods/dataset=$$ds,method=$${j##*:}/seed=$$s"; \
 	  [ -e "$$t" ] || { mkdir -p "$$(dirname "$$t")" && cp -a "$$d" "$$t" && echo "reusing $$d"; }; done; done; done
 endef
-# Flow matching's wall-clock budget: JKO-Flow's median train_wall_s on this machine (two jobs, one thread each),
-# measured by `python scripts/budget.py DIR`: the toys on docs/results/runs/paper (seed 0, all alphas, 157.9 s);
-# gmm on docs/results/runs/methods/gmm. Measure again on another machine.
+# Flow matching's wall-clock budget (trainer.max_seconds, Adam-step seconds): JKO-Flow's median train_wall_s on
+# this machine with two jobs of one thread each, by `python scripts/budget.py DIR --alpha 10`: the toys on
+# docs/results/runs/paper (157.9 s over seed 0's alphas, 155–173 s at alpha 10), gmm on
+# docs/results/runs/methods (its JKO-Flow runs: run reproduce-methods-gmm's first sweep, then measure).
+# The report prints every method's own train seconds beside it. Measure again on another machine.
 CFM_SECONDS_TOY   ?= 158
 CFM_SECONDS_GMM8  ?= 45
 CFM_SECONDS_GMM32 ?= 140
 TIME_ARM = method=cfm trainer.epochs_per_step=1000000 trainer.max_seconds
+ICFM_ARM = method=cfm cfm.coupling=independent cfm.batch_size=null   # I-CFM on the whole batch: no pairing cost
+METHODS_TOYS = $(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(if $(DATASETS),dataset=$(DATASETS))
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick reproduce-reference reproduce-methods reproduce-methods-toys reproduce-methods-gmm beyond2d clean
@@ -121,18 +125,20 @@ reproduce-reference: $(RUN_DEPS)  ## JKO-Flow, alpha 10, 500 epochs/step on swis
 	$(call AND_KEEP,reference,,$(BIN)/jko-flow train -m sweep=reference hydra/launcher=$(LAUNCHER) trainer.progress=false $(PARTS_ARGS))
 	$(BIN)/jko-flow report outputs/reproduce/reference
 
-reproduce-methods: reproduce-methods-toys reproduce-methods-gmm  ## JKO-Flow, OT-Flow and flow matching at equal Adam steps and equal time + report
+reproduce-methods: $(RUN_DEPS)  ## JKO-Flow, OT-Flow and flow matching at equal Adam steps and equal time (SEEDS=3) + report
+	$(MAKE) reproduce-methods-toys && $(MAKE) reproduce-methods-gmm   # one after the other: the seconds are measured
 	$(BIN)/jko-flow report outputs/reproduce/methods
 
 reproduce-methods-toys: $(RUN_DEPS)  ## the eight toys of reproduce-methods (DATASETS=… for a part; reuses reproduce's alpha-10 runs)
 	$(call RESTORE,methods)
 	$(REUSE_PAPER_ALPHA10)
-	$(call AND_KEEP,methods,--points,$(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS) && \
-	  $(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(PARTS_ARGS) $(TIME_ARM)=$(CFM_SECONDS_TOY))
+	$(call AND_KEEP,methods,--points,$(METHODS_TOYS) && $(METHODS_TOYS) $(ICFM_ARM) && \
+	  $(METHODS_TOYS) $(TIME_ARM)=$(CFM_SECONDS_TOY))
 
 reproduce-methods-gmm: $(RUN_DEPS)  ## gmm d = 8, 32 of reproduce-methods
 	$(call RESTORE,methods)
 	$(call AND_KEEP,methods,--points,$(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false && \
+	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false method=cfm cfm.coupling=independent && \
 	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false dataset.dim=8 $(TIME_ARM)=$(CFM_SECONDS_GMM8) && \
 	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false dataset.dim=32 $(TIME_ARM)=$(CFM_SECONDS_GMM32))
 

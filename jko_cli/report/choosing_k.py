@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from jko_cli.report.collect import LEVEL, Groups, Run, paired_test
+from jko_cli.report.collect import LEVEL, Groups, Run, base_method, paired_test
 
 FIXED = "JKO-Flow"
 COMPARE_METRICS = ("nll_test", "mmd_paper")
@@ -60,7 +60,7 @@ def adam_ratio(variant: list[Run], fixed: list[Run]) -> float:
 def variants(methods: list[str]) -> list[str]:
     """The JKO variants to compare with fixed K (JKO-Flow auto, geometric, …; not fixed K itself, not OT-Flow or
     flow matching: jko_cli/report/methods.py compares those)."""
-    return [m for m in methods if m.startswith(FIXED) and m != FIXED] if FIXED in methods else []
+    return [m for m in methods if m.startswith(FIXED) and base_method(m) != FIXED] if FIXED in methods else []
 
 
 def comparison_lines(by_alpha: dict[float, dict[str, list[Run]]], methods: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,18 @@ from jko_cli.run.files import NLL_POINTS
 
 log = logging.getLogger(__name__)
 METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow geometric"}  # jko.schedule → name
-TIMED = " (time)"  # a method's name with this suffix: its run was given a wall-clock budget (trainer.max_seconds)
 METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto", "OT-CFM",
-                "OT-CFM" + TIMED, "I-CFM", "I-CFM" + TIMED)
+                "I-CFM")
+TIMED = re.compile(r" \((\d+(?:\.\d+)?) s\)$")  # "<method> (158 s)": a run trained for trainer.max_seconds = 158
+
+
+def timed_name(name: str, seconds: float) -> str:
+    return f"{name} ({float(seconds):g} s)"
+
+
+def base_method(name: str) -> str:
+    """A method's name without its wall-clock budget ("OT-CFM (158 s)" → "OT-CFM")."""
+    return TIMED.sub("", name)
 CFM_NAMES = {"ot": "OT-CFM", "independent": "I-CFM"}  # method=cfm by cfm.coupling (torchcfm's names)
 # conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
 JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
@@ -114,17 +124,23 @@ class Run:
         """The method: for method=cfm "OT-CFM" / "I-CFM" by its coupling; else :func:`method_name` from the
         config's jko.schedule and jko.n_steps, or from a ``jko=`` override naming a conf/jko preset. A run with
         a wall-clock budget (trainer.max_seconds) is another method of the comparison: the name ends in TIMED."""
-        if (self._config("method") or self.overrides.get("method")) == "cfm":
+        method = self._config("method") or self.overrides.get("method")
+        if method == "cfm":
             coupling = self._config("cfm.coupling") or self.overrides.get("cfm.coupling", "ot")
             name = CFM_NAMES.get(str(coupling), f"CFM {coupling}")
         else:
             schedule, n_steps = self._config("jko.schedule"), self._config("jko.n_steps")
-            if schedule is None and self.overrides.get("jko") is not None:
-                preset = self.overrides["jko"]
+            preset = self.overrides.get("jko") or ("otflow" if method == "otflow" else None)
+            if schedule is None and preset is not None:
                 schedule, n_steps = JKO_PRESETS.get(preset, (preset, None))
             name = method_name(schedule, n_steps)
-        timed = self._config("trainer.max_seconds") or self.overrides.get("trainer.max_seconds")
-        return name + TIMED if name is not None and timed not in (None, "null") else name
+        budget = self._config("trainer.max_seconds") or self.overrides.get("trainer.max_seconds")
+        if name is None or budget in (None, "null"):
+            return name
+        try:
+            return timed_name(name, float(budget))
+        except ValueError:
+            return name
 
     @property
     def points_per_step(self) -> float:
@@ -252,7 +268,9 @@ def group_runs(runs: list[Run]) -> Groups:
 
 
 def method_rank(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    """Report order: METHOD_ORDER by the method (a timed variant after its method), unknown names last."""
+    base = base_method(method)
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
 def methods_of(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
@@ -348,6 +366,18 @@ class PairedTest:
     @property
     def mark(self) -> str:
         return MARKS.get(self.how, "")
+
+    @property
+    def p(self) -> float:
+        """Two-sided p of Δ = 0 (t with df, normal when df is unknown); NaN when undefined."""
+        from scipy import stats
+
+        if not (math.isfinite(self.delta) and math.isfinite(self.se)) or self.df < 1:
+            return math.nan
+        if self.se == 0:
+            return 1.0 if self.delta == 0 else 0.0
+        z = abs(self.delta) / self.se
+        return float(2 * (stats.norm.sf(z) if math.isinf(self.df) else stats.t.sf(z, self.df)))
 
 
 def paired_test(a: list[Run], b: list[Run], key: str) -> PairedTest:

@@ -14,7 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from jko_cli.plotting import _scatter, figure, plot_limit, plt
-from jko_cli.report.collect import TIMED, Groups, Run, cell_stats, floor_stats, method_rank, methods_of, runs_of
+from jko_cli.report.collect import (
+    TIMED,
+    Groups,
+    Run,
+    base_method,
+    cell_stats,
+    floor_stats,
+    method_rank,
+    methods_of,
+    runs_of,
+)
 from jko_cli.report.methods import comparisons, members, train_seconds
 
 log = logging.getLogger(__name__)
@@ -26,8 +36,8 @@ STEP_METRICS = ("mmd", "nll_test")
 
 
 def color(method: str) -> str | None:
-    """A method's colour; a timed variant (name + TIMED) shares its method's."""
-    return COLORS.get(method.removesuffix(TIMED))
+    """A method's colour; a timed variant ("OT-CFM (158 s)") shares its method's."""
+    return COLORS.get(base_method(method))
 
 
 def _log_alpha_axis(ax, alphas: list[float]) -> None:
@@ -225,7 +235,7 @@ def methods_vs_time(path: Path, groups: Groups) -> bool:
                     t = train_seconds(cell[m])
                     if n == 0 or not math.isfinite(t):
                         continue
-                    ax.errorbar([t], [mean], yerr=[np.nan_to_num(se)], marker="s" if m.endswith(TIMED) else "o",
+                    ax.errorbar([t], [mean], yerr=[np.nan_to_num(se)], marker="s" if TIMED.search(m) else "o",
                                 ms=5, capsize=3, lw=1, color=color(m), label=m)
                     values += [mean - np.nan_to_num(se), mean + np.nan_to_num(se)]
                 if key == "nll_test" and "JKO-Flow" in cell:

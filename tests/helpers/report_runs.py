@@ -7,6 +7,7 @@ The template (tests/helpers/smoke_run) is a real `jko-flow train trainer=smoke` 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,13 @@ def write_fake_run(run_dir: Path, dataset: str, alpha: float, method: str, seed:
     config = yaml.safe_load((TEMPLATE / ".hydra" / "config.yaml").read_text())
     k = 5 if method == "JKO-Flow" else 1
     config["dataset"]["name"], config["alpha"], config["seed"] = dataset, alpha, seed
-    base = method.removesuffix(" (time)")
+    budget = re.search(r" \((\d+(?:\.\d+)?) s\)$", method)  # "OT-CFM (100 s)": trainer.max_seconds = 100
+    base = method[: budget.start()] if budget else method
     config["jko"].update(schedule=SCHEDULE.get(base, "single"), n_steps=k)
-    if base in CFM:  # method=cfm (conf/method/cfm.yaml); " (time)": a wall-clock budget
+    if base in CFM:  # method=cfm (conf/method/cfm.yaml)
         config.update(method="cfm", cfm={"coupling": CFM[base], "sigma": 0.0, "batch_size": 256})
-    if method != base:
-        config["trainer"]["max_seconds"] = 100.0
+    if budget:
+        config["trainer"]["max_seconds"] = float(budget.group(1))
     step = metrics["steps"][0]
     steps = [{**step, "jko_step": j, "alpha": alpha, "mmd": mmd_paper * (k + 1 - j), "nll_test": 2.0 + k - j}
              for j in range(1, k + 1)]

@@ -11,8 +11,8 @@ from jko_cli.report.collect import find_runs, group_runs
 from jko_cli.report.command import write_report
 
 SEED_EFFECT = {0: -1.0, 1: 0.3, 2: 0.7}
-SHIFT = {"JKO-Flow": 0.0, "OT-Flow": 0.30, "OT-CFM": 0.05, "OT-CFM (time)": 0.0}
-WALL = {"JKO-Flow": 150.0, "OT-Flow": 152.0, "OT-CFM": 90.0, "OT-CFM (time)": 150.5}
+SHIFT = {"JKO-Flow": 0.0, "OT-Flow": 0.30, "OT-CFM": 0.05, "OT-CFM (100 s)": 0.0}
+WALL = {"JKO-Flow": 150.0, "OT-Flow": 152.0, "OT-CFM": 90.0, "OT-CFM (100 s)": 150.5}
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_paired_verdicts_against_jko_flow_find_the_shifts(sweep):
     assert alpha == 10.0 and methods.members(cell)[0] == "JKO-Flow"
     verdicts = {m: methods.paired_test(cell[m], cell["JKO-Flow"], "nll_test") for m in cell if m != "JKO-Flow"}
     assert verdicts["OT-Flow"].verdict == verdicts["OT-CFM"].verdict == "worse"
-    assert verdicts["OT-CFM (time)"].verdict == "same"
+    assert verdicts["OT-CFM (100 s)"].verdict == "same"
     assert verdicts["OT-CFM"].delta == pytest.approx(0.05, abs=2e-3)
     assert methods.train_seconds(cell["OT-CFM"]) == 91.0  # the median over seeds
 
@@ -51,8 +51,10 @@ def test_the_report_prints_the_comparison_and_draws_the_figure(sweep, tmp_path):
     written = write_report(sweep, tmp_path / "out")
     text = written["report.md"].read_text()
     assert "## Methods: every data set" in text and "Methods at alpha = 10, against JKO-Flow:" in text
-    row = next(line for line in text.splitlines() if line.startswith("| OT-CFM | 3 | 15000 | 256 | 91 |"))
-    assert "worse" in row
+    assert next(line for line in text.splitlines() if line.startswith("| OT-CFM | 3 | 15000 | 256 | 91 |"))
+    overview = text[text.index("## Methods: every data set"):text.index("## moons")]
+    row = next(line for line in overview.splitlines() if line.startswith("| moons | 10 |"))  # nll_test's table
+    assert row.count("(worse)") == 2 and row.count("(n.s.)") == 1  # OT-Flow, OT-CFM; OT-CFM (100 s)
     assert "Against JKO-Flow with fixed K" not in text  # flow matching is not a JKO variant
     assert "methods.png" in written and written["methods.png"].stat().st_size > 10_000
 
@@ -61,3 +63,24 @@ def test_no_comparison_without_a_second_method(tmp_path):
     write_fake_run(tmp_path / "a", "moons", 10.0, "JKO-Flow", 0, 1e-3, 1e-4, 15000, samples=False)
     assert methods.comparisons(group_runs(find_runs(tmp_path))) == {}
     assert "methods.png" not in write_report(tmp_path, tmp_path / "out")
+
+
+def test_a_paper_sweep_has_no_method_comparison(tmp_path):
+    """OT-Flow against JKO-Flow is the claim's business (report/claim.py), not a flow-matching comparison."""
+    for m in ("JKO-Flow", "OT-Flow"):
+        for seed in (0, 1):
+            write_fake_run(tmp_path / m / f"seed={seed}", "moons", 1.0, m, seed, 1e-3, 1e-4, 15000, samples=False)
+    assert methods.comparisons(group_runs(find_runs(tmp_path))) == {}
+    assert "## Methods" not in write_report(tmp_path, tmp_path / "out")["report.md"].read_text()
+
+
+def test_two_budgets_are_two_methods_and_one_seed_gets_no_verdict(tmp_path):
+    """A time arm rerun with another budget is not pooled with the first (one run per seed and cell), and with
+    one seed the overview prints no verdict (its Δ would carry no training noise)."""
+    for m in ("JKO-Flow", "OT-CFM (100 s)", "OT-CFM (150 s)"):
+        write_fake_run(tmp_path / m.replace(" ", "_"), "moons", 10.0, m, 0, 1e-3, 1e-4, 15000, samples=False)
+    groups = group_runs(find_runs(tmp_path))
+    (_, cell), = methods.comparisons(groups).values()
+    assert methods.members(cell) == ["JKO-Flow", "OT-CFM (100 s)", "OT-CFM (150 s)"]
+    assert all(len(runs) == 1 for runs in cell.values())
+    assert methods.verdicts(methods.comparisons(groups), "nll_test") == {}
