@@ -240,7 +240,8 @@ def run_all(args) -> dict:
 
 def ot_shares(result: dict) -> list[tuple[str, str, float]]:
     """[(configuration, path, share)]: the exact OT pairing's share of a flow-matching step, (cfm_ot − cfm) / cfm_ot
-    for each pair of CFM_PAIRS measured on a common path (the faster one of CFM_PATHS)."""
+    for each pair of CFM_PAIRS, on the adjoint path (what training uses) when both were measured there, else
+    on eager."""
     out = []
     for indep, ot in CFM_PAIRS:
         for path in reversed(CFM_PATHS):
