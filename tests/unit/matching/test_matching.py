@@ -132,3 +132,17 @@ def test_cfm_batch_size_pairs_and_regresses_the_first_points_of_each_batch():
         assert got.item() == pytest.approx(want.item(), rel=1e-12)
     other, _ = loss.flow_matching_loss(pot, x[:17], torch.Generator().manual_seed(9), "ot", 0.0)
     assert other.item() != pytest.approx(got.item(), rel=1e-6)
+
+
+def test_every_method_makes_the_same_adam_steps_whatever_cfm_batch_size(tmp_path):
+    """The trainer's batches set the steps per epoch for every objective: a flow-matching run on a quarter of each
+    batch makes exactly the Adam steps of a JKO run with the same trainer (epochs × batches × K)."""
+    from helpers.engine_runs import tiny_config, train
+
+    from jko_cli.config import CFMConfig, JKOConfig
+
+    jko = train(tiny_config(JKOConfig(schedule="constant", n_steps=2), epochs_per_step=3), tmp_path / "jko")
+    cfg = tiny_config(JKOConfig(schedule="single", n_steps=1, epochs_scale=2), epochs_per_step=3)
+    cfg.method, cfg.cfm = "cfm", CFMConfig(batch_size=cfg.trainer.batch_size // 4)
+    cfm = train(cfg, tmp_path / "cfm")
+    assert cfm["adam_steps_total"] == jko["adam_steps_total"] == 2 * 3 * 2
