@@ -46,11 +46,11 @@ define REUSE_PAPER_ALPHA10
 	  [ -e "$$t" ] || { mkdir -p "$$(dirname "$$t")" && cp -a "$$d" "$$t" && echo "reusing $$d"; }; done; done; done
 endef
 # Flow matching's wall-clock budget (trainer.max_seconds, Adam-step seconds): JKO-Flow's median train_wall_s on
-# this machine with two jobs of one thread each, by `python scripts/budget.py DIR --alpha 10`: the toys on
-# docs/results/runs/paper (157.9 s over seed 0's alphas, 155–173 s at alpha 10), gmm on
+# this machine with two jobs of one thread each (the parallel launcher), by `python scripts/budget.py DIR
+# --alpha 10`: the toys on docs/results/runs/paper (seeds 0-2: 160.0 s, per data set 152-175 s); gmm on
 # docs/results/runs/methods (its JKO-Flow runs: run reproduce-methods-gmm's first sweep, then measure).
 # The report prints every method's own train seconds beside it. Measure again on another machine.
-CFM_SECONDS_TOY   ?= 158
+CFM_SECONDS_TOY   ?= 160
 CFM_SECONDS_GMM8  ?= 45
 CFM_SECONDS_GMM32 ?= 140
 TIME_ARM = method=cfm trainer.epochs_per_step=1000000 trainer.max_seconds
