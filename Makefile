@@ -47,8 +47,10 @@ define REUSE_PAPER_ALPHA10
 endef
 # Flow matching's wall-clock budget (trainer.max_seconds, Adam-step seconds): JKO-Flow's median train_wall_s on
 # this machine with two jobs of one thread each (the parallel launcher), by `python scripts/budget.py DIR
-# --alpha 10`: the toys on docs/results/runs/paper (seeds 0-2: 160.0 s, per data set 152-175 s); gmm on
-# docs/results/runs/methods (its JKO-Flow runs: run reproduce-methods-gmm's first sweep, then measure).
+# --alpha 10`: the toys on docs/results/runs/paper (seeds 0-2: 160.0 s, per data set 152-175 s). gmm: the
+# wall times of `make beyond2d`'s JKO-Flow runs at the same settings (docs/results.md, Beyond 2-D: 43-49 s at
+# d = 8, 136-144 s at d = 32, one seed, an older kernel); to be replaced by `python scripts/budget.py
+# docs/results/runs/methods` on the JKO-Flow runs of reproduce-methods-gmm's first sweep.
 # The report prints every method's own train seconds beside it. Measure again on another machine.
 CFM_SECONDS_TOY   ?= 160
 CFM_SECONDS_GMM8  ?= 45
