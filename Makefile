@@ -47,14 +47,13 @@ define REUSE_PAPER_ALPHA10
 endef
 # Flow matching's wall-clock budget (trainer.max_seconds, Adam-step seconds): JKO-Flow's median train_wall_s on
 # this machine with two jobs of one thread each (the parallel launcher), by `python scripts/budget.py DIR
-# --alpha 10`: the toys on docs/results/runs/paper (seeds 0-2: 160.0 s, per data set 152-175 s). gmm: the
-# wall times of `make beyond2d`'s JKO-Flow runs at the same settings (docs/results.md, Beyond 2-D: 43-49 s at
-# d = 8, 136-144 s at d = 32, one seed, an older kernel); to be replaced by `python scripts/budget.py
-# docs/results/runs/methods` on the JKO-Flow runs of reproduce-methods-gmm's first sweep.
+# --alpha 10`: the toys on docs/results/runs/paper (seeds 0-2: 160.0 s, per data set 152-175 s); gmm on the
+# JKO-Flow runs of reproduce-methods-gmm's first sweep, `python scripts/budget.py docs/results/runs/methods`
+# (d = 8: 23.7 s over 3 seeds; d = 32: 245 s over the 2 seeds finished so far).
 # The report prints every method's own train seconds beside it. Measure again on another machine.
 CFM_SECONDS_TOY   ?= 160
-CFM_SECONDS_GMM8  ?= 45
-CFM_SECONDS_GMM32 ?= 140
+CFM_SECONDS_GMM8  ?= 24
+CFM_SECONDS_GMM32 ?= 245
 TIME_ARM = method=cfm trainer.epochs_per_step=1000000 trainer.max_seconds
 ICFM_ARM = method=cfm cfm.coupling=independent cfm.batch_size=null   # I-CFM on the whole batch: no pairing cost
 METHODS_TOYS = $(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(if $(DATASETS),dataset=$(DATASETS))
