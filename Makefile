@@ -14,8 +14,9 @@ BENCH_ARGS ?=
 RUN_DEPS  := $(if $(filter slurm%,$(LAUNCHER)),install-all,install)
 AUTO_ARGS ?=   # extra overrides for reproduce-auto, e.g. AUTO_ARGS=trainer.early_stop_every=25
 # A sweep in parts (longer than a sitting, or across machines): DATASETS=moons,circles runs only those data sets
-# of the sweep (ALPHAS=10 only those alphas, where the sweep has alphas); KEEP=docs/results/runs restores the runs kept there before the sweep (they are skipped) and keeps
-# the newly finished ones after it (scripts/results.py: small files only, no checkpoints)
+# of the sweep (ALPHAS=10 only those alphas, where the sweep has alphas); KEEP=docs/results/runs restores the
+# runs kept there before the sweep (they are skipped) and keeps the newly finished ones after it
+# (scripts/results.py: small files only, no checkpoints)
 DATASETS  ?=
 ALPHAS    ?=
 KEEP      ?=
@@ -56,7 +57,9 @@ CFM_SECONDS_GMM8  ?= 24
 CFM_SECONDS_GMM32 ?= 245
 TIME_ARM = method=cfm trainer.epochs_per_step=1000000 trainer.max_seconds
 ICFM_ARM = method=cfm cfm.coupling=independent cfm.batch_size=null   # I-CFM on the whole batch: no pairing cost
-METHODS_TOYS = $(BIN)/jko-flow train -m sweep=methods hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false $(if $(DATASETS),dataset=$(DATASETS))
+METHODS_RUN = $(BIN)/jko-flow train -m hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false
+METHODS_TOYS = $(METHODS_RUN) sweep=methods $(if $(DATASETS),dataset=$(DATASETS))
+METHODS_GMM = $(METHODS_RUN) sweep=methods_gmm
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev install-all test test-all lint demo bench check-gpu dist reproduce reproduce-quick reproduce-auto reproduce-auto-quick reproduce-reference reproduce-methods reproduce-methods-toys reproduce-methods-gmm beyond2d clean
@@ -138,10 +141,9 @@ reproduce-methods-toys: $(RUN_DEPS)  ## the eight toys of reproduce-methods (DAT
 
 reproduce-methods-gmm: $(RUN_DEPS)  ## gmm d = 8, 32 of reproduce-methods
 	$(call RESTORE,methods)
-	$(call AND_KEEP,methods,--points,$(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false && \
-	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false method=cfm cfm.coupling=independent && \
-	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false dataset.dim=8 $(TIME_ARM)=$(CFM_SECONDS_GMM8) && \
-	  $(BIN)/jko-flow train -m sweep=methods_gmm hydra/launcher=$(LAUNCHER) seed=$(SEED_LIST) trainer.progress=false dataset.dim=32 $(TIME_ARM)=$(CFM_SECONDS_GMM32))
+	$(call AND_KEEP,methods,--points,$(METHODS_GMM) && $(METHODS_GMM) method=cfm cfm.coupling=independent && \
+	  $(METHODS_GMM) dataset.dim=8 $(TIME_ARM)=$(CFM_SECONDS_GMM8) && \
+	  $(METHODS_GMM) dataset.dim=32 $(TIME_ARM)=$(CFM_SECONDS_GMM32))
 
 beyond2d: $(RUN_DEPS)  ## JKO-Flow vs OT-Flow (equal Adam steps) on gmm d=8, 32 and digits at alpha 1, 10, 100 + report
 	$(BIN)/jko-flow train -m sweep=beyond2d hydra/launcher=$(LAUNCHER) dataset=gmm dataset.dim=8,32 trainer.epochs_per_step=20 trainer.progress=false

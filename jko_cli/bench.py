@@ -142,7 +142,7 @@ def _flow(cfg: dict, fast: str, device):
 def _workload(name: str, cfg: dict, fast: str, device, batch: int):
     if name in ("toy", "miniboone"):
         return _adam_step(cfg, fast, device, batch)
-    if name.startswith("cfm"):
+    if "coupling" in cfg:
         return _cfm_step(cfg, fast, device, batch)
     flow, gen = _flow(cfg, fast, device), torch.Generator(device=device).manual_seed(0)
     x = torch.randn(batch, cfg["dim"], device=device, generator=gen)
@@ -167,7 +167,7 @@ def run_worker(name: str, path: str, args) -> dict:
                   cfg["budget_s"])
     median = statistics.median(times)
     out = {"median_ms": 1e3 * median, "min_ms": 1e3 * min(times), "max_ms": 1e3 * max(times), "repeats": len(times)}
-    if name.startswith("cfm"):
+    if "coupling" in cfg:
         out["batch"] = batch
     elif name in ("toy", "miniboone"):
         out["gflops"] = step_flops(cfg["dim"], cfg["width"], DEPTH, 4 * N_STEPS, batch) / median / 1e9
@@ -196,7 +196,7 @@ def applies(name: str, path: str, device: str = "cpu") -> bool:
     """Whether a path is measured on a configuration (the fused CPU kernel only on narrow networks, on the CPU)."""
     from jko_cli.solvers.backends import WIDE
 
-    if name.startswith("cfm"):
+    if "coupling" in CONFIGS[name]:
         return path in CFM_PATHS
     return not (path == "native" and (CONFIGS[name]["width"] >= WIDE or torch.device(device).type != "cpu"))
 

@@ -35,6 +35,11 @@ METHODS = {"single": "OT-Flow", "constant": "JKO-Flow", "geometric": "JKO-Flow g
 METHOD_ORDER = ("OT-Flow", "JKO-Flow", "JKO-Flow auto", "JKO-Flow geometric", "JKO-Flow geometric auto", "OT-CFM",
                 "I-CFM")
 TIMED = re.compile(r" \((\d+(?:\.\d+)?) s\)$")  # "<method> (158 s)": a run trained for trainer.max_seconds = 158
+CFM_NAMES = {"ot": "OT-CFM", "independent": "I-CFM"}  # method=cfm by cfm.coupling (torchcfm's names)
+# conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
+JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
+               "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
+FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png", "k_vs_alpha.png", "methods.png")
 
 
 def timed_name(name: str, seconds: float) -> str:
@@ -44,11 +49,6 @@ def timed_name(name: str, seconds: float) -> str:
 def base_method(name: str) -> str:
     """A method's name without its wall-clock budget ("OT-CFM (158 s)" → "OT-CFM")."""
     return TIMED.sub("", name)
-CFM_NAMES = {"ot": "OT-CFM", "independent": "I-CFM"}  # method=cfm by cfm.coupling (torchcfm's names)
-# conf/jko presets → (schedule, n_steps), for runs whose .hydra/config.yaml is missing
-JKO_PRESETS = {"single": ("single", 1), "otflow": ("single", 1), "constant": ("constant", 5),
-               "auto": ("constant", "auto"), "geometric": ("geometric", 5), "geometric_auto": ("geometric", "auto")}
-FIGURES = ("mmd_vs_alpha.png", "samples_grid.png", "steps.png", "k_vs_alpha.png", "methods.png")
 
 
 def method_name(schedule: Any, n_steps: Any) -> str | None:
@@ -347,15 +347,20 @@ class PairedTest:
     how: str
     df: float
 
-    @property
-    def half_width(self) -> float:
-        """Half the (1 − LEVEL) interval of Δ: t quantile (normal when df is unknown) × se; NaN if undefined."""
+    def _distribution(self):
+        """The null distribution of Δ / se: t with df, normal when df is unknown; None when Δ, its error or df
+        is undefined."""
         from scipy import stats
 
         if not (math.isfinite(self.delta) and math.isfinite(self.se)) or self.df < 1:
-            return math.nan
-        q = stats.norm.ppf(1 - LEVEL / 2) if math.isinf(self.df) else stats.t.ppf(1 - LEVEL / 2, self.df)
-        return float(q * self.se)
+            return None
+        return stats.norm if math.isinf(self.df) else stats.t(self.df)
+
+    @property
+    def half_width(self) -> float:
+        """Half the (1 − LEVEL) interval of Δ: the quantile × se; NaN if undefined."""
+        dist = self._distribution()
+        return math.nan if dist is None else float(dist.ppf(1 - LEVEL / 2) * self.se)
 
     @property
     def verdict(self) -> str:
@@ -369,15 +374,13 @@ class PairedTest:
 
     @property
     def p(self) -> float:
-        """Two-sided p of Δ = 0 (t with df, normal when df is unknown); NaN when undefined."""
-        from scipy import stats
-
-        if not (math.isfinite(self.delta) and math.isfinite(self.se)) or self.df < 1:
+        """Two-sided p of Δ = 0; NaN when undefined."""
+        dist = self._distribution()
+        if dist is None:
             return math.nan
         if self.se == 0:
             return 1.0 if self.delta == 0 else 0.0
-        z = abs(self.delta) / self.se
-        return float(2 * (stats.norm.sf(z) if math.isinf(self.df) else stats.t.sf(z, self.df)))
+        return float(2 * dist.sf(abs(self.delta) / self.se))
 
 
 def paired_test(a: list[Run], b: list[Run], key: str) -> PairedTest:

@@ -41,15 +41,18 @@ def is_flow_matching(method: str) -> bool:
     return "CFM" in base_method(method)
 
 
+def comparison_of(by_alpha: dict[float, dict[str, list[Run]]]) -> tuple[float, dict[str, list[Run]]] | None:
+    """(alpha, cell) of one data set's first alpha where JKO-Flow meets flow matching (sweep=methods), or None."""
+    for alpha, cell in by_alpha.items():
+        if BASE in cell and any(is_flow_matching(m) for m in cell):
+            return alpha, cell
+    return None
+
+
 def comparisons(groups: Groups) -> dict[str, tuple[float, dict[str, list[Run]]]]:
-    """data set → (alpha, cell): the first alpha where JKO-Flow meets flow matching (sweep=methods)."""
-    out = {}
-    for ds, by_alpha in groups.items():
-        for alpha, cell in by_alpha.items():
-            if BASE in cell and any(is_flow_matching(m) for m in cell):
-                out[ds] = (alpha, cell)
-                break
-    return out
+    """data set → :func:`comparison_of`, for the data sets that have one."""
+    found = {ds: comparison_of(by_alpha) for ds, by_alpha in groups.items()}
+    return {ds: comp for ds, comp in found.items() if comp is not None}
 
 
 def members(cell: dict[str, list[Run]]) -> list[str]:
@@ -65,15 +68,10 @@ def median_of(runs: list[Run], attr: str) -> float:
     return float(np.median(vals)) if vals else math.nan
 
 
-def median_value(runs: list[Run], key: str) -> float:
-    """The median over runs of a metric (train_wall_s)."""
-    vals = [v for v in (r.value(key) for r in runs) if math.isfinite(v)]
-    return float(np.median(vals)) if vals else math.nan
-
-
 def train_seconds(runs: list[Run]) -> float:
     """The median ``train_wall_s`` (the Adam steps' wall time) over runs."""
-    return median_value(runs, "train_wall_s")
+    vals = [v for v in (r.value("train_wall_s") for r in runs) if math.isfinite(v)]
+    return float(np.median(vals)) if vals else math.nan
 
 
 def solver_error(runs: list[Run]) -> tuple[float, float, int]:
@@ -187,5 +185,5 @@ def summary_lines(groups: Groups) -> list[str]:
 
 def section_lines(by_alpha) -> list[str]:
     """A data set's comparison table, when it has one."""
-    comp = comparisons({"_": by_alpha}).get("_")
+    comp = comparison_of(by_alpha)
     return [] if comp is None else table_lines(*comp)

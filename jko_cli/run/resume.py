@@ -18,16 +18,16 @@ RESUME_SAFE_KEYS = ("resume", "trainer.progress", "trainer.num_threads", "traine
 
 def config_differences(a: TrainConfig, b: TrainConfig, ignore=RESUME_SAFE_KEYS) -> list[str]:
     """Dotted keys whose values differ between two configs (``ignore`` excepted, and the keys of a method
-    neither config trains with: :func:`unused_keys`)."""
+    neither config trains with: :func:`unused_groups`)."""
     from omegaconf import OmegaConf
 
     fa, fb = (flatten(OmegaConf.to_container(OmegaConf.structured(c))) for c in (a, b))
-    unused = set(unused_keys(a)) & set(unused_keys(b))
+    unused = set(unused_groups(a)) & set(unused_groups(b))
     return sorted(k for k in fa.keys() | fb.keys()
                   if k not in ignore and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
 
 
-def unused_keys(cfg: TrainConfig) -> tuple[str, ...]:
+def unused_groups(cfg: TrainConfig) -> tuple[str, ...]:
     """Config groups that cannot change this run's numbers: ``cfm`` unless method=cfm (a JKO-Flow run of a sweep
     that sets cfm.* for its flow-matching runs is the same run as one without them)."""
     return () if cfg.method == "cfm" else ("cfm",)
@@ -49,7 +49,7 @@ def numbers_config(cfg: TrainConfig) -> dict:
     from omegaconf import OmegaConf
 
     tree = OmegaConf.to_container(OmegaConf.structured(cfg))
-    for group in unused_keys(cfg):
+    for group in unused_groups(cfg):
         tree.pop(group, None)
     for key in RESUME_SAFE_KEYS:
         *parents, leaf = key.split(".")
