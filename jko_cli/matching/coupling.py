@@ -10,8 +10,8 @@
   expectation of x₁ − x₀ given x_t, a field that need not be a gradient; the potential network can only fit
   its gradient (Helmholtz) part, and the paths cross, so the learned ODE is stiffer.
 
-Exact OT costs O(n³) in the batch size: at n = 2000 (the paper's batch) about 0.4 s per batch here, at
-n = 256 about 5 ms (``make bench`` measures it).
+Exact OT costs O(n³) in the batch size: at n = 2000 (the paper's batch) about 0.75 s per batch here, at
+n = 256 about 11 ms (``make bench``, configurations cfm_ot and cfm_ot_256; docs/results.md, Performance).
 """
 
 from __future__ import annotations
