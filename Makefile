@@ -50,7 +50,8 @@ endef
 # this machine with two jobs of one thread each (the parallel launcher), by `python scripts/budget.py DIR
 # --alpha 10`: the toys on docs/results/runs/paper (seeds 0-2: 160.0 s, per data set 152-175 s); gmm on the
 # JKO-Flow runs of reproduce-methods-gmm's first sweep, `python scripts/budget.py docs/results/runs/methods`
-# (d = 8: 23.7 s over 3 seeds; d = 32: 245 s over the 2 seeds finished so far).
+# (d = 8: 23.7 s over 3 seeds; d = 32: 245 s over the first 2 seeds, 241 s over all 3, kept at the 245 s
+# its time arm ran with).
 # The report prints every method's own train seconds beside it. Measure again on another machine.
 CFM_SECONDS_TOY   ?= 160
 CFM_SECONDS_GMM8  ?= 24

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from jko_cli.plotting import _scatter, figure, plot_limit, plt
 from jko_cli.report.collect import (
@@ -29,6 +30,7 @@ from jko_cli.report.methods import comparisons, members, train_seconds
 
 log = logging.getLogger(__name__)
 ALPHA_PANEL, GRID_PANEL, STEPS_PANEL = 3.2, 2.0, 3.0  # inches per panel
+METHODS_COLUMNS = 5  # data sets a row of methods.png
 COLORS = {"OT-Flow": "tab:orange", "JKO-Flow": "tab:blue", "JKO-Flow auto": "tab:green",
           "JKO-Flow geometric": "tab:purple", "JKO-Flow geometric auto": "tab:red", "OT-CFM": "tab:brown",
           "I-CFM": "tab:pink"}
@@ -220,16 +222,22 @@ def _step_curve(runs: list[Run], key: str) -> tuple[list[float], list[float]]:
 
 
 def methods_vs_time(path: Path, groups: Groups) -> bool:
-    """The method comparison (report/methods.py), one column per data set: mmd_paper (top) and nll_test (bottom)
-    against training seconds (log), mean ± se over seeds per method (squares: a wall-clock budget), and
-    JKO-Flow's nll_test after each of its steps (dotted). Nothing is written without a comparison."""
+    """The method comparison (report/methods.py), one column per data set (METHODS_COLUMNS a row, then the next
+    data sets below): mmd_paper (top) and nll_test (bottom) against training seconds (log), mean ± se over seeds
+    per method (squares: a wall-clock budget), and JKO-Flow's nll_test after each of its steps (dotted). Nothing
+    is written without a comparison."""
     comps = comparisons(groups)
     if not comps:
         return False
-    with figure(path, ncols=len(comps), nrows=2, size=ALPHA_PANEL) as (_, axes):
-        for col, (ds, (alpha, cell)) in enumerate(comps.items()):
+    ncols = min(len(comps), METHODS_COLUMNS)
+    nrows = 2 * math.ceil(len(comps) / ncols)
+    with figure(path, ncols=ncols, nrows=nrows, size=ALPHA_PANEL) as (_, axes):
+        for i in range(len(comps), nrows // 2 * ncols):  # the last row's empty places
+            axes[-2, i % ncols].set_visible(False)
+            axes[-1, i % ncols].set_visible(False)
+        for i, (ds, (alpha, cell)) in enumerate(comps.items()):
             for row, key in enumerate(("mmd_paper", "nll_test")):
-                ax, values = axes[row, col], []
+                ax, values = axes[2 * (i // ncols) + row, i % ncols], []
                 for m in members(cell):
                     mean, se, n = cell_stats(cell[m], key)
                     t = train_seconds(cell[m])
@@ -245,6 +253,9 @@ def methods_vs_time(path: Path, groups: Groups) -> bool:
                 if key == "mmd_paper":
                     _value_scale(ax, values, 0.0)
                 ax.set_xscale("log")
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 20, 50, 100, 200 s: plain labels
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_xlabel("training seconds (Adam steps)", fontsize=8)
                 ax.set_ylabel(key, fontsize=8)
                 ax.set_title(f"{ds}, α={alpha:g}", fontsize=9)

@@ -126,6 +126,10 @@ def _wab_text(w: claim.WorstAgainstBest | None) -> str:
 
 def claim_lines(by_alpha: dict[float, dict[str, list[Run]]]) -> list[str]:
     """Per method and metric: the alpha-effect test; JKO-Flow's worst alpha against OT-Flow's best; the floor."""
+    if len(by_alpha) < 2:  # one alpha for every method (sweep=methods): nothing to test, say it in one line
+        alpha = ", ".join(f"{a:g}" for a in by_alpha) or "none"
+        return [f"Alpha effect: not tested, every method ran at one alpha here ({alpha}).", "",
+                floor_line(runs_of(by_alpha))]
     head = ["method", "metric", "alphas", "seeds", "spread of means (worst − best)", "seed noise sd (per run)", "F",
             "p (F)", "p (permutation)"]
     lines = ["Alpha effect (null: none; seeds as blocks):", "", "| " + " | ".join(head) + " |", "|" + "---|" * 9]
@@ -160,27 +164,29 @@ def overview_lines(groups: Groups) -> list[str]:
         return []
     methods = sorted({m for by_alpha in groups.values() for m in methods_of(by_alpha)}, key=method_rank)
     alphas = sorted({a for by_alpha in groups.values() for a in by_alpha})
+    # the alpha questions only for methods run at two alphas or more on some data set (sweep=methods has one)
+    varied = [m for m in methods if any(sum(m in c for c in b.values()) >= 2 for b in groups.values())]
     effects = {(ds, m, key): claim.alpha_effect({a: c[m] for a, c in by_alpha.items() if m in c}, key)
-               for ds, by_alpha in groups.items() for m in methods for key in CLAIM_METRICS}
+               for ds, by_alpha in groups.items() for m in varied for key in CLAIM_METRICS}
     holm = {}
-    for m in methods:
+    for m in varied:
         for key in CLAIM_METRICS:
             fam = {ds: e.p_perm for (ds, mm, kk), e in effects.items() if mm == m and kk == key and e is not None}
             holm.update({(ds, m, key): p for ds, p in claim.holm(fam).items()})
-    both = any(claim.JKO in ms and claim.OT in ms for ms in (methods_of(b) for b in groups.values()))
-    head = ["data set", "seeds", *(f"{m}: alpha effect on {k}" for m in methods for k in CLAIM_METRICS),
+    both = bool(varied) and any(claim.JKO in ms and claim.OT in ms for ms in (methods_of(b) for b in groups.values()))
+    head = ["data set", "seeds", *(f"{m}: alpha effect on {k}" for m in varied for k in CLAIM_METRICS),
             *([f"JKO worst − OT best, {k}" for k in CLAIM_METRICS] if both else []), "floor (mean ± se)"]
-    lines = ["## All data sets", "",
-             "Does quality depend on alpha? Per method, the alpha-effect test (permutation p, and Holm-adjusted over "
+    intro = ("Does quality depend on alpha? Per method, the alpha-effect test (permutation p, and Holm-adjusted over "
              f"the data sets of this report; **effect**: the adjusted p below {claim.LEVEL:g}); and JKO-Flow at its "
              f"worst alpha minus OT-Flow at its best, mean [{100 * (1 - claim.LEVEL):g} % CI] over seeds (lower is "
-             "better for JKO-Flow):", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             "better for JKO-Flow):") if varied else (
+             "Every method ran at one alpha per data set here, so there is no alpha-effect test; the MMD floor:")
+    lines = ["## All data sets", "", intro, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ds, by_alpha in groups.items():
         seeds = sorted({str(r.seed) for r in runs_of(by_alpha)})
         row = [ds, str(len(seeds))]
         row += [_effect_text(effects[(ds, m, k)], holm.get((ds, m, k), math.nan))
-                for m in methods for k in CLAIM_METRICS]
+                for m in varied for k in CLAIM_METRICS]
         if both:
             row += [_wab_text(claim.worst_against_best(by_alpha, k)) for k in CLAIM_METRICS]
         f_mean, f_se, _ = floor_stats(runs_of(by_alpha))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.report_runs import write_fake_run
+from matplotlib.image import imread
 
 from jko_cli.report import methods
 from jko_cli.report.collect import find_runs, group_runs
 from jko_cli.report.command import write_report
+from jko_cli.report.figures import ALPHA_PANEL, METHODS_COLUMNS
 
 SEED_EFFECT = {0: -1.0, 1: 0.3, 2: 0.7}
 SHIFT = {"JKO-Flow": 0.0, "OT-Flow": 0.30, "OT-CFM": 0.05, "OT-CFM (100 s)": 0.0}
@@ -101,3 +103,20 @@ def test_the_sign_test_pools_data_sets_that_one_cell_cannot_decide(tmp_path):
     worse, n, p = methods.sign_test(comps, "OT-CFM", "nll_test")
     assert (worse, n) == (8, 8) and p == pytest.approx(2 / 2**8)
     assert "worse" not in set(methods.verdicts(comps, "nll_test").values())
+
+
+def test_the_figure_wraps_after_five_data_sets_and_leaves_the_rest_blank(tmp_path):
+    """Seven data sets: two rows of five columns, each a (mmd_paper, nll_test) pair of panels; the three places
+    after the seventh are blank."""
+    names = [f"set{i}" for i in range(7)]
+    for ds in names:
+        for m in ("JKO-Flow", "OT-CFM"):
+            for seed in (0, 1):
+                write_fake_run(tmp_path / "runs" / ds / m.replace(" ", "_") / f"seed={seed}", ds, 10.0, m, seed,
+                               1e-3, 1e-4, 1000, samples=False,
+                               extra={"nll_test": 2.0 + seed, "train_wall_s": 10.0 + seed, "adam_steps_total": 1000})
+    written = write_report(tmp_path / "runs", tmp_path / "out")
+    image = imread(written["methods.png"])[..., :3]
+    px = round(ALPHA_PANEL * 110)  # plotting.figure saves at dpi 110
+    assert image.shape[:2] == (4 * px, METHODS_COLUMNS * px)
+    assert image[2 * px:, 2 * px:].min() == 1.0 and image[2 * px:, :2 * px].min() < 0.5  # blank after the 7th

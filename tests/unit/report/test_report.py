@@ -188,7 +188,10 @@ def test_one_method_one_alpha_and_no_samples(tmp_path):
     text = (root / "report.md").read_text()
     table = md_table(md_section(text, "moons"))
     assert set(table) == {"5"} and "**" not in table["5"]["mmd_paper JKO-Flow"]  # nothing to compare
-    assert "needs ≥ 2 alphas" in text
+    assert "not tested, every method ran at one alpha here (5)" in md_section(text, "moons")
+    overview = text.split("## All data sets\n", 1)[1].split("\n## ", 1)[0]
+    assert "no alpha-effect test" in overview and "alpha effect on" not in overview  # no column of dashes
+    assert "| moons | 2 |" in overview
     assert "not both run" in adam_sentence(report.group_runs(report.find_runs(root))["moons"])
 
 
