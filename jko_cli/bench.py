@@ -87,12 +87,13 @@ def _time(fn, device: torch.device, warmup: int, repeats: int, budget_s: float) 
 
 def _adam_step(cfg: dict, fast: str, device, batch: int):
     """A closure running one Adam step of the subproblem loss on a random batch."""
+    from jko_cli.jko.loop import adam
     from jko_cli.jko.objective import subproblem_loss
     from jko_cli.models.potential import Potential
     from jko_cli.solvers import FixedStepSolver
 
     model = Potential(cfg["dim"], cfg["width"], DEPTH).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = adam(model, 1e-2)
     x = torch.randn(batch, cfg["dim"], device=device)
 
     def step():
@@ -106,11 +107,12 @@ def _adam_step(cfg: dict, fast: str, device, batch: int):
 
 def _cfm_step(cfg: dict, fast: str, device, batch: int):
     """A closure running one Adam step of the flow-matching loss on a random batch (fresh pairing draws)."""
+    from jko_cli.jko.loop import adam
     from jko_cli.matching.loss import flow_matching_loss
     from jko_cli.models.potential import Potential
 
     model = Potential(cfg["dim"], cfg["width"], DEPTH).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = adam(model, 1e-2)
     x = torch.randn(batch, cfg["dim"], device=device) * 2 + 1
     gen = torch.Generator().manual_seed(0)
 

@@ -27,7 +27,7 @@ from jko_cli.engine.plots import make_plots
 from jko_cli.engine.runtime import JobInfo, Runtime, provenance, setup
 from jko_cli.jko import autostop, schedule
 from jko_cli.jko.flow import ComposedFlow, frozen_copy
-from jko_cli.jko.loop import Hooks, Progress, SubproblemSpec, params_finite, solve_subproblem
+from jko_cli.jko.loop import Hooks, Progress, SubproblemSpec, adam, params_finite, solve_subproblem
 from jko_cli.jko.objective import subproblem_loss
 from jko_cli.jko.state import JKOState
 from jko_cli.models import build_model
@@ -52,7 +52,7 @@ class Trainer:
         self.rt = setup(cfg.trainer, cfg.seed)
         self.data = data
         self.model = build_model(cfg.model, self.data.dim).to(self.rt.device, self.rt.dtype)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.trainer.lr)
+        self.optimizer = adam(self.model, cfg.trainer.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
         test = self.rt.tensor(self.data.test)
         self.state = JKOState(self.rt.tensor(self.data.train), self.rt.tensor(self.data.val), test,
@@ -255,7 +255,7 @@ def jko_step(tr: Trainer, k: int) -> None:
     cfg, state = tr.cfg, tr.state
     alpha_k = schedule.step_alpha(cfg.jko, cfg.alpha, k)
     if cfg.jko.reset_optimizer and k > 1 and state.progress is None:
-        tr.optimizer = torch.optim.Adam(tr.model.parameters(), lr=cfg.trainer.lr)
+        tr.optimizer = adam(tr.model, cfg.trainer.lr)
     spec = SubproblemSpec(alpha=alpha_k, alpha_R=cfg.model.alpha_R, solver=training_solver(cfg),
                           epochs=cfg.trainer.epochs_per_step * cfg.jko.epochs_scale,
                           batch_size=cfg.trainer.batch_size, max_adam_steps=cfg.trainer.max_adam_steps,

@@ -126,3 +126,39 @@ def test_interrupted_solve_continues_exactly(make_potential):
     assert _same(_state(model3), reference)
     assert first + rest.epochs == full.epochs
     assert not _same(saved["model"], reference)  # the interruption really happened before the end
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_runs_adam_matches_the_per_parameter_loop_bit_for_bit(make_potential, dtype):
+    """loop.adam (foreach=True), the optimizer of every run, makes the same updates as PyTorch's CPU default
+    (the loop over parameters): the same arithmetic element by element, so a run's numbers do not change."""
+    from jko_cli.jko.loop import adam
+
+    final = {}
+    for foreach in (False, True):
+        model, _, gen = _setup(make_potential)
+        model = model.to(dtype)
+        opt = adam(model, LR) if foreach else torch.optim.Adam(model.parameters(), lr=LR, foreach=False)
+        backend = "native" if dtype == torch.float32 else "adjoint"
+        solve_subproblem(model, opt, _points().to(dtype), _spec(epochs=4, solver=FixedStepSolver("rk4", 2, backend)),
+                         gen)
+        final[foreach] = _state(model)
+    assert opt.param_groups[0]["foreach"] is True
+    assert _same(final[False], final[True])
+    assert not _same(final[True], _state(_setup(make_potential)[0].to(dtype)))  # it trained
+
+
+def test_params_finite_finds_one_bad_entry_in_any_parameter(make_potential):
+    from jko_cli.jko.loop import params_finite
+
+    model = make_potential(DIM, width=4, seed=3)
+    assert params_finite(model)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for q in model.parameters():
+            saved = q.detach().clone()
+            with torch.no_grad():
+                q.view(-1)[-1] = bad
+            assert not params_finite(model)
+            with torch.no_grad():
+                q.copy_(saved)
+    assert params_finite(model)

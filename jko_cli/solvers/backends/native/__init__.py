@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from jko_cli.solvers.backends.adjoint.stage import Weights, param_list
-from jko_cli.solvers.backends.adjoint.stage_vjp import Grads
+from jko_cli.solvers.backends.adjoint.stage import param_list
 from jko_cli.solvers.methods import tableau
 
 log = logging.getLogger(__name__)
@@ -145,24 +144,41 @@ def _ptr(t: torch.Tensor | None, ctype):
     return None if t is None else ctypes.cast(t.data_ptr(), ctypes.POINTER(ctype))
 
 
+@functools.cache
+def _tableau_tensors(method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The method's Butcher tableau (a (S, S), b (S,), c (S,)) as float64 tensors, built once per method (the
+    kernel only reads them)."""
+    rows, b, cs = tableau(method)
+    S = len(b)
+    a = torch.zeros(S, S, dtype=torch.float64)
+    for s, row in rows:
+        for j, v in row:
+            a[s, j] = v
+    return a.contiguous(), torch.tensor(b, dtype=torch.float64), torch.tensor(cs, dtype=torch.float64)
+
+
 class _Call:
-    """One kernel invocation over a batch (the kernel splits it over threads)."""
+    """One kernel invocation over a batch (the kernel splits it over threads).
+
+    Built once per Adam step, so it does only what the kernel needs: the parameters as [K0, b0, Ks, bs, w, AᵀA,
+    c] (AᵀA as the adjoint path's :class:`~jko_cli.solvers.backends.adjoint.stage.Weights` computes it).
+    """
 
     def __init__(self, potential, x: torch.Tensor, method: str, n_steps: int, t0: float, t1: float):
         self.dtype = x.dtype
         self.ctype = ctypes.c_float if x.dtype == torch.float32 else ctypes.c_double
         self.fn = library().jko_flow_f32 if x.dtype == torch.float32 else library().jko_flow_f64
-        W = self.W = Weights.of(potential)  # the parameters, unpacked as the adjoint path does (with AᵀA)
-        self.weights = [t.contiguous() for t in (W.K0, W.b0, torch.stack(W.Ks), torch.stack(W.bs), W.w, W.AtA, W.c)]
-        rows, b, cs = tableau(method)
-        S = len(b)
-        a = torch.zeros(S, S, dtype=torch.float64)
-        for s, row in rows:
-            for j, v in row:
-                a[s, j] = v
-        self.tab = [a.contiguous(), torch.tensor(b, dtype=torch.float64), torch.tensor(cs, dtype=torch.float64)]
-        self.dims = (x.shape[1], W.K0.shape[0], len(W.Ks), potential.h)
-        self.n_steps, self.S, self.t0, self.t1 = n_steps, S, t0, t1
+        layers = potential.layers
+        self.A = potential.A.detach()
+        Ks = [layer.weight.detach() for layer in layers]
+        bs = [layer.bias.detach() for layer in layers]
+        self.weights = [t.contiguous() for t in (potential.opening.weight.detach(), potential.opening.bias.detach(),
+                                                 torch.stack(Ks), torch.stack(bs), potential.w.detach(),
+                                                 self.A.T @ self.A, potential.c.detach())]
+        self.tab = _tableau_tensors(method)
+        self.S = self.tab[1].shape[0]
+        self.dims = (x.shape[1], self.weights[0].shape[0], len(Ks), potential.h)
+        self.n_steps, self.t0, self.t1 = n_steps, t0, t1
         self.x = x.detach().contiguous()
         self.grad_size = sum(t.numel() for t in self.weights)
 
@@ -180,14 +196,21 @@ class _Call:
             raise NativeUnavailable(f"the native kernel refused the problem (d={d}, stages={self.S})")
         return sums, grads
 
-    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """Gradient of [K0, b0, Ks, bs, w, AᵀA, c] (flat) → tensors in param_list order (A's from AᵀA's)."""
-        out, k = [], 0
-        for t in self.weights:
-            out.append(flat[k : k + t.numel()].view(t.shape).to(self.dtype))
-            k += t.numel()
-        gK0, gb0, gKs, gbs, gw, gAtA, gc = out
-        return Grads(gK0, gb0, list(gKs.unbind()), list(gbs.unbind()), gw, gAtA, gc).as_list(self.W)
+    def unflatten(self, flat: torch.Tensor, n: int = 1) -> list[torch.Tensor]:
+        """Gradient of [K0, b0, Ks, bs, w, AᵀA, c] (flat, float64) → tensors in param_list order, each divided
+        by n in the parameters' dtype; A's from AᵀA's as Ā = A (Ḡ + Ḡᵀ) (Grads.as_list's formula)."""
+        g = flat.to(self.dtype)
+        gAtA_at = sum(t.numel() for t in self.weights[:5])
+        gAtA = g[gAtA_at : gAtA_at + self.weights[5].numel()].view(self.weights[5].shape)
+        gA = self.A @ (gAtA + gAtA.T)
+        if n != 1:
+            g, gA = g / n, gA / n
+        gK0, gb0, gKs, gbs, gw, _, gc = (piece.view(t.shape) for piece, t in
+                                         zip(g.split([t.numel() for t in self.weights]), self.weights, strict=True))
+        out = [gK0, gb0]
+        for K, b in zip(gKs.unbind(), gbs.unbind(), strict=True):
+            out += [K, b]
+        return out + [gw, gA, gc]
 
 
 def augmented(potential, x: torch.Tensor, n_steps: int, method: str = "rk4"):
@@ -213,7 +236,7 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx, call: _Call, alpha: float, alpha_R: float, *params):
         sums, grads = call.run(TRAIN, alpha, alpha_R)
         n = call.x.shape[0]
-        ctx.grads = [g / n for g in call.unflatten(grads)]
+        ctx.grads = call.unflatten(grads, n)
         L, C, R = (sums / n).to(call.dtype).unbind()
         ctx.mark_non_differentiable(L, C, R)
         return L + alpha * C + alpha_R * R, L, C, R
