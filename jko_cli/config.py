@@ -174,7 +174,7 @@ class JKOConfig:
                before and after the step), is compared with its paired standard error
                se_k = sd_i(nll_{k−1,i} − nll_{k,i}) / √n_val: the loop stops once G_k <= auto_tol · se_k (the
                gain is not significant in a one-sided z-test at level Φ(−auto_tol)), or at max_steps.
-               auto_tol is the rule's one threshold (default 2, a 2.3 % test); scripts/choose_auto_tol.py
+               auto_tol is the rule's one threshold (default 1.5, a 6.7 % test); scripts/choose_auto_tol.py
                replays the rule on fixed-K runs for other values (docs/configuration.md, "Choosing K").
                jko_cli/jko/autostop.py.
     """
@@ -185,7 +185,7 @@ class JKOConfig:
     n_steps: Any = 5
     max_steps: int = 20  # n_steps=auto: at most this many JKO steps
     growth: float = 1.4  # schedule=geometric: alpha_k = alpha · growth^(k−1)
-    auto_tol: float = 2.0  # n_steps=auto: stop once a step's validation NLL gain <= auto_tol paired standard errors
+    auto_tol: float = 1.5  # n_steps=auto: stop once a step's validation NLL gain <= auto_tol paired standard errors
     reset_optimizer: bool = False  # the reference carries Adam's state over between steps
     epochs_scale: int = 1  # multiplies trainer.epochs_per_step (jko=otflow: OT-Flow with JKO-Flow's budget)
 

@@ -17,14 +17,21 @@ RESUME_SAFE_KEYS = ("resume", "trainer.progress", "trainer.num_threads", "traine
 
 
 def config_differences(a: TrainConfig, b: TrainConfig, ignore=RESUME_SAFE_KEYS) -> list[str]:
-    """Dotted keys whose values differ between two configs (``ignore`` excepted, and the keys of a method
-    neither config trains with: :func:`unused_groups`)."""
+    """Dotted keys whose values differ between two configs (``ignore`` excepted, and the keys neither config's
+    numbers depend on: :func:`unused_groups`, :func:`unused_keys`)."""
     from omegaconf import OmegaConf
 
     fa, fb = (flatten(OmegaConf.to_container(OmegaConf.structured(c))) for c in (a, b))
     unused = set(unused_groups(a)) & set(unused_groups(b))
+    unused_k = set(unused_keys(a)) & set(unused_keys(b))
     return sorted(k for k in fa.keys() | fb.keys()
-                  if k not in ignore and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
+                  if k not in ignore and k not in unused_k and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
+
+
+def unused_keys(cfg: TrainConfig) -> tuple[str, ...]:
+    """Keys this run's numbers cannot depend on: the auto-K rule's (``jko.auto_tol``, ``jko.max_steps``) when K
+    is fixed, so a fixed-K run stays the same run when the rule's default changes."""
+    return () if cfg.jko.auto else ("jko.auto_tol", "jko.max_steps")
 
 
 def unused_groups(cfg: TrainConfig) -> tuple[str, ...]:

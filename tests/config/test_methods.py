@@ -62,6 +62,20 @@ def test_a_jko_run_ignores_the_flow_matching_keys(compose_train):
     assert config_differences(a, b) == ["cfm.batch_size"] and numbers_config(b)["cfm"]["batch_size"] == 256
 
 
+def test_a_fixed_k_run_ignores_the_auto_k_rule_keys(compose_train):
+    """A fixed-K run never reads jko.auto_tol or jko.max_steps, so the kept runs of sweep=paper (recorded with
+    the rule's old default) stay the same runs; an auto run's threshold is part of what it is."""
+    from jko_cli.run.resume import config_differences
+
+    kept = compose_train("experiment=paper_toy", "jko.auto_tol=2.0", "jko.max_steps=20")
+    assert config_differences(kept, compose_train("experiment=paper_toy", "jko.auto_tol=0.7", "jko.max_steps=9")) == []
+    auto = compose_train("experiment=paper_toy", "jko=auto", "jko.auto_tol=2.0")
+    assert config_differences(auto, compose_train("experiment=paper_toy", "jko=auto", "jko.auto_tol=0.7")) == [
+        "jko.auto_tol"]
+    assert "jko.auto_tol" in config_differences(kept, compose_train("experiment=paper_toy", "jko=auto",
+                                                                    "jko.auto_tol=0.7"))
+
+
 @pytest.mark.parametrize("method,paper", [("jko", "jko=constant"), ("otflow", "jko=otflow")])
 def test_sweep_methods_reuses_the_paper_runs_at_alpha_10(compose_train, method, paper):
     """make reproduce-methods copies sweep=paper's alpha-10 runs in: they must be the same configs."""
