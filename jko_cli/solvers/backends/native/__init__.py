@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from jko_cli.solvers.backends.adjoint.stage import param_list
+from jko_cli.solvers.backends.adjoint.stage_vjp import Grads
 from jko_cli.solvers.methods import tableau
 
 log = logging.getLogger(__name__)
@@ -196,21 +197,13 @@ class _Call:
             raise NativeUnavailable(f"the native kernel refused the problem (d={d}, stages={self.S})")
         return sums, grads
 
-    def unflatten(self, flat: torch.Tensor, n: int = 1) -> list[torch.Tensor]:
-        """Gradient of [K0, b0, Ks, bs, w, AᵀA, c] (flat, float64) → tensors in param_list order, each divided
-        by n in the parameters' dtype; A's from AᵀA's as Ā = A (Ḡ + Ḡᵀ) (Grads.as_list's formula)."""
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Gradient of [K0, b0, Ks, bs, w, AᵀA, c] (flat, float64) → tensors in param_list order (A's from AᵀA's,
+        by :meth:`Grads.as_list`, which reads only ``A`` of the weights it is given)."""
         g = flat.to(self.dtype)
-        gAtA_at = sum(t.numel() for t in self.weights[:5])
-        gAtA = g[gAtA_at : gAtA_at + self.weights[5].numel()].view(self.weights[5].shape)
-        gA = self.A @ (gAtA + gAtA.T)
-        if n != 1:
-            g, gA = g / n, gA / n
-        gK0, gb0, gKs, gbs, gw, _, gc = (piece.view(t.shape) for piece, t in
-                                         zip(g.split([t.numel() for t in self.weights]), self.weights, strict=True))
-        out = [gK0, gb0]
-        for K, b in zip(gKs.unbind(), gbs.unbind(), strict=True):
-            out += [K, b]
-        return out + [gw, gA, gc]
+        gK0, gb0, gKs, gbs, gw, gAtA, gc = (piece.view(t.shape) for piece, t in
+                                            zip(g.split([t.numel() for t in self.weights]), self.weights, strict=True))
+        return Grads(gK0, gb0, list(gKs.unbind()), list(gbs.unbind()), gw, gAtA, gc).as_list(self)
 
 
 def augmented(potential, x: torch.Tensor, n_steps: int, method: str = "rk4"):
@@ -236,7 +229,7 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx, call: _Call, alpha: float, alpha_R: float, *params):
         sums, grads = call.run(TRAIN, alpha, alpha_R)
         n = call.x.shape[0]
-        ctx.grads = call.unflatten(grads, n)
+        ctx.grads = [g / n for g in call.unflatten(grads)]
         L, C, R = (sums / n).to(call.dtype).unbind()
         ctx.mark_non_differentiable(L, C, R)
         return L + alpha * C + alpha_R * R, L, C, R
