@@ -110,6 +110,33 @@ def test_worst_against_best_is_the_paired_t_interval(tmp_path):
     assert w.low > 0  # JKO-Flow at its worst (+1e-3) is worse than OT-Flow at its best (−4e-3), beyond noise
 
 
+def test_an_unresolved_best_cell_is_compared_again_against_the_best_resolved_one(tmp_path):
+    """OT-Flow's lowest nll_test is alpha 50, whose NLL moves by 0.5 nats in one seed when the integration steps
+    double: the report keeps that comparison and adds the one against OT-Flow's best resolved alpha (10)."""
+    _runs(tmp_path, {}, method="JKO-Flow")
+    for a in ALPHAS:
+        for s in range(3):
+            nll = {50.0: 0.5, 10.0: 0.9}.get(a, 1.2) + 0.01 * s
+            error = 0.5 if (a, s) == (50.0, 1) else claim.SOLVER_TOL / 2
+            mmd = 0.009 if a == 0.5 else 0.01  # OT-Flow's best mmd_paper: alpha 0.5, a resolved cell
+            write_fake_run(tmp_path / "moons" / "OT" / f"alpha={a:g}" / f"seed={s}", "moons", a, "OT-Flow", s, mmd,
+                           1e-4, 60, samples=False, extra={"nll_test": nll, "nll_test_2x": nll + error})
+    groups = report.group_runs(report.find_runs(tmp_path))["moons"]
+    assert not claim.resolved(groups[50.0]["OT-Flow"]) and claim.resolved(groups[10.0]["OT-Flow"])
+    every, kept = (claim.worst_against_best(groups, "nll_test", resolved_only=r) for r in (False, True))
+    assert (every.ot_alpha, kept.ot_alpha) == (50.0, 10.0) and every.jko_alpha == kept.jko_alpha
+    jko = report.by_seed(groups[kept.jko_alpha]["JKO-Flow"], "nll_test")
+    assert kept.delta == pytest.approx(np.mean([jko[s] - (0.9 + 0.01 * s) for s in range(3)]))
+    assert kept.delta - every.delta == pytest.approx(-0.4)
+    write_report(tmp_path, tmp_path)
+    row = next(ln for ln in (tmp_path / "report.md").read_text().split("## All data sets", 1)[1].splitlines()
+               if ln.startswith("| moons"))
+    mmd_cell, nll_cell = [c.strip() for c in row.strip("|").split("|")][6:8]
+    assert f"(α {every.jko_alpha:g} vs 50); OT's best resolved:" in nll_cell
+    assert nll_cell.endswith(f"(α {kept.jko_alpha:g} vs 10)")
+    assert mmd_cell.endswith("vs 0.5)") and "resolved" not in mmd_cell
+
+
 def test_one_seed_has_no_test(tmp_path):
     _runs(tmp_path, {}, seed_effect=(0.0,))
     assert claim.alpha_effect(_cells(tmp_path, "JKO-Flow"), "mmd_paper") is None
