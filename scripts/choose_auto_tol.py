@@ -4,11 +4,12 @@
 
 An auto run is exactly the fixed-K run of its seed cut where the rule stops (a test checks this), so every
 JKO-Flow run with fixed K and per-step ``val_gain`` / ``val_gain_se`` tells what the rule would have done at
-any threshold τ: stop after the first step k with val_gain ≤ τ · val_gain_se (or not within its K: censored).
+any threshold τ: stop after the first step k with val_gain ≤ τ · val_gain_se (or not within its K: censored),
+keeping k − 1 blocks where that gain is negative (the block is dropped).
 Per τ the table gives the mean K it picks (censored runs counted at their K), how many runs it would have taken
 past their K, and what the cut costs in nll_test against the run's last step (steps[k].nll_test −
 steps[K].nll_test, nats, on the full test split): mean ± its standard error over runs, and the worst run.
-The row "old" is the rule before issue 17: τ = 1 with the NLL level's standard error (``nll_val_se``).
+The row "old" is the rule before issue 17: τ = 1 with the NLL level's standard error (``nll_val_se``), no drop.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jko_cli.jko.autostop import drops_block  # noqa: E402
 from jko_cli.report.collect import find_runs  # noqa: E402
 
 OLD = "old"
 
 
-def cut(steps: list[dict], tol: float, se_key: str) -> tuple[int, bool]:
-    """(k, stopped): the first step k (1-based) whose gain is ≤ tol · se, else (len(steps), False)."""
+def cut(steps: list[dict], tol: float, se_key: str, drop: bool = True) -> tuple[int, bool]:
+    """(K, stopped): the blocks the rule keeps, stopping at the first step k (1-based) whose gain is ≤ tol · se
+    (K = k − 1 where that step's block is dropped, autostop.drops_block; not with ``drop=False``, the rule before
+    issue 17), else (len(steps), False)."""
     for k, step in enumerate(steps, 1):
         gain, se = step.get("val_gain"), step.get(se_key)
         if gain is None or se is None:
             raise KeyError(se_key)
         if not math.isfinite(gain) or gain <= tol * se:
-            return k, True
+            return (k - 1 if drop and drops_block(gain, k) else k), True
     return len(steps), False
 
 
@@ -42,7 +46,7 @@ def replay(runs_steps: list[list[dict]], tols: list[float]) -> list[dict]:
     for tol in [OLD, *tols]:
         ks, costs, censored = [], [], 0
         for steps in runs_steps:
-            k, stopped = cut(steps, 1.0, "nll_val_se") if tol == OLD else cut(steps, tol, "val_gain_se")
+            k, stopped = cut(steps, 1.0, "nll_val_se", drop=False) if tol == OLD else cut(steps, tol, "val_gain_se")
             ks.append(k)
             censored += not stopped
             costs.append(steps[k - 1]["nll_test"] - steps[-1]["nll_test"])

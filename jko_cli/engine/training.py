@@ -286,6 +286,7 @@ def jko_step(tr: Trainer, k: int) -> None:
     state.progress = None
     block = frozen_copy(tr.model)
     state.blocks.append(block)
+    before = state.pushed()
     record = step_metrics(cfg, k, alpha_k, block, state, tr.data, tr.rt)
     record.update(wall_s=res.wall_s, adam_steps=res.adam_steps)
     if cfg.trainer.early_stop_every:
@@ -294,13 +295,17 @@ def jko_step(tr: Trainer, k: int) -> None:
         record["stop"] = autostop.decide(record["val_gain"], record["val_gain_se"], cfg.jko.auto_tol, k,
                                          cfg.jko.max_steps)
     state.steps.append(record)
+    if record.get("stop") and autostop.drops_block(record["val_gain"], k):
+        state.drop_last_block(before)
     tr.files.event("jko_step", record)
     tr.tracker.jko_step(k, record, state.blocks)
     log.info("JKO step %d/%d%s (alpha_k=%g): L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g, val gain %.4g (se %.2g)%s "
              "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k,
              record["L"], record["C"], record["R"], record["nll_test"], record["mmd"], record["val_gain"],
              record["val_gain_se"],
-             f" → stop: {record['stop']}" if record.get("stop") else "", res.adam_steps,
+             (f" → stop: {record['stop']}" + ("; block dropped (it raised the validation NLL)"
+                                               if record.get("dropped") else "")) if record.get("stop") else "",
+             res.adam_steps,
              ", early stop" if res.early_stopped else "", res.wall_s)
     tr.checkpoint(f"jko_{k:03d}.pt", "last.pt")
     tr.stop.check()
@@ -329,11 +334,14 @@ def step_metrics(cfg: TrainConfig, k: int, alpha_k: float, block, state: JKOStat
 
 
 def outer_loop_summary(cfg: TrainConfig, state: JKOState) -> dict:
-    """metrics.json's record of the outer loop: K chosen, total Adam steps, alpha_k per step, why it stopped,
-    and (early stopping on) the epoch each step stopped at (null: it ran its full epochs)."""
+    """metrics.json's record of the outer loop: K chosen (the flow's blocks), total Adam steps, alpha_k per block,
+    why it stopped, the step whose block was dropped (auto), and (early stopping on) the epoch each step stopped at
+    (null: it ran its full epochs)."""
     last = state.steps[-1] if state.steps else {}
     out = {"n_jko_steps": len(state.blocks), "adam_steps_total": state.adam_steps, "alphas": state.alphas,
            "jko_stop_reason": last.get("stop") or autostop.STOP_FIXED}
+    if cfg.jko.auto:  # the step whose block was dropped (autostop.drops_block), or null
+        out["jko_dropped_step"] = next((s["jko_step"] for s in state.steps if s.get("dropped")), None)
     if cfg.trainer.early_stop_every:
         out["early_stop_epochs"] = [s["epochs"] if s.get("early_stopped") else None for s in state.steps]
     return out

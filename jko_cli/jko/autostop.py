@@ -21,7 +21,9 @@ steps and cancels in d_i, so the level's se is several times larger; recorded as
 
 The rule (one threshold, ``jko.auto_tol`` = τ): stop after step k when G_k ≤ τ · se(G_k), i.e. when the gain is
 not significant in a one-sided z-test at level Φ(−τ), or at ``jko.max_steps``. docs/configuration.md says how
-the default τ was chosen from measured runs (``scripts/choose_auto_tol.py``). Why stopping then loses little:
+the default τ was chosen from measured runs (``scripts/choose_auto_tol.py``). When the stopping step's gain is
+negative, its block made the held-out fit worse and is dropped (:func:`drops_block`): K is then k − 1, and the
+dropped step's Adam steps still count as compute spent. Why stopping then loses little:
 the exact JKO iterates contract towards N(0, I) (DESIGN.md §2); if the KL shrinks by a factor r ≈ (1 + alpha)^−1
 or better per step, the gains shrink geometrically too and all the steps still to come could remove at most
 G_k · r / (1 − r) ≈ G_k / alpha more: about twice the last gain for alpha = 0.5, a fiftieth of it for alpha = 50.
@@ -81,3 +83,11 @@ def decide(gain: float, gain_se: float, tol: float, k: int, max_steps: int) -> s
     if k >= max_steps:
         return STOP_MAX
     return None
+
+
+def drops_block(gain: float, k: int) -> bool:
+    """Whether the loop, having stopped after step k, discards block k: it raised the validation NLL (a negative
+    gain, or a non-finite one: the block diverged), so the flow of blocks 1..k−1 fits the held-out points better.
+    Block 1 is always kept (without it there is no flow). A negative gain always stops the loop (it is below
+    tol · se for any tol ≥ 0)."""
+    return k > 1 and not gain >= 0

@@ -33,8 +33,20 @@ class JKOState:
 
     @property
     def alphas(self) -> list[float]:
-        """alpha_k of the finished JKO steps."""
-        return [s["alpha"] for s in self.steps]
+        """alpha_k of the flow's blocks (the finished JKO steps, less a dropped one)."""
+        return [s["alpha"] for s in self.steps if not s.get("dropped")]
+
+    def pushed(self) -> tuple:
+        """The samples and log-determinants as they are now, for :meth:`drop_last_block` (references: every step
+        replaces these tensors rather than changing them in place)."""
+        return self.x_train, self.x_val, self.x_test, self.test_logdet, self.val_logdet
+
+    def drop_last_block(self, pushed: tuple) -> None:
+        """Discard the last block and put back the samples and log-determinants from before it (``pushed``); its
+        step record (marked ``dropped``), epochs and Adam steps stay: they were spent."""
+        self.blocks.pop()
+        self.x_train, self.x_val, self.x_test, self.test_logdet, self.val_logdet = pushed
+        self.steps[-1]["dropped"] = True
 
     def payload(self, cfg: TrainConfig, model, optimizer, shuffle: torch.Generator, jsonl_offset: int) -> dict:
         """Everything needed to continue exactly, as plain values (loads with ``weights_only=True``)."""
