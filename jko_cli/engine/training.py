@@ -295,10 +295,13 @@ def jko_step(tr: Trainer, k: int) -> None:
         record["stop"] = autostop.decide(record["val_gain"], record["val_gain_se"], cfg.jko.auto_tol, k,
                                          cfg.jko.max_steps)
     state.steps.append(record)
-    if record.get("stop") and autostop.drops_block(record["val_gain"], k):
-        state.drop_last_block(before)
+    dropped = bool(record.get("stop")) and autostop.drops_block(record["val_gain"], k)
+    if dropped:
+        record["dropped"] = True
     tr.files.event("jko_step", record)
-    tr.tracker.jko_step(k, record, state.blocks)
+    tr.tracker.jko_step(k, record, state.blocks)  # the step's numbers with the k blocks they describe
+    if dropped:
+        state.drop_last_block(before)
     log.info("JKO step %d/%d%s (alpha_k=%g): L=%.4f C=%.4f R=%.4f nll_test=%.4f mmd=%.3g, val gain %.4g (se %.2g)%s "
              "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k,
              record["L"], record["C"], record["R"], record["nll_test"], record["mmd"], record["val_gain"],

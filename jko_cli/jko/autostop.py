@@ -90,4 +90,4 @@ def drops_block(gain: float, k: int) -> bool:
     gain, or a non-finite one: the block diverged), so the flow of blocks 1..k−1 fits the held-out points better.
     Block 1 is always kept (without it there is no flow). A negative gain always stops the loop (it is below
     tol · se for any tol ≥ 0)."""
-    return k > 1 and not gain >= 0
+    return k > 1 and not (math.isfinite(gain) and gain >= 0)

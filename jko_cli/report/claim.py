@@ -129,10 +129,14 @@ class WorstAgainstBest:
 
 
 def resolved(runs: list[Run]) -> bool:
-    """No run's solver error |nll_test_2x − nll_test| is above SOLVER_TOL (a run without both values is not
-    evidence against the cell and counts as resolved)."""
-    errors = [abs(r.value("nll_test_2x") - r.value("nll_test")) for r in runs]
-    return not any(e > SOLVER_TOL for e in errors if math.isfinite(e))
+    """No run's solver error |nll_test_2x − nll_test| is above SOLVER_TOL, or not finite where nll_test is (the
+    NLL blew up with twice the steps). A run without nll_test_2x, or without a finite nll_test, is not evidence
+    against the cell."""
+    for run in runs:
+        nll, nll_2x = run.value("nll_test"), run.value("nll_test_2x")
+        if "nll_test_2x" in run.metrics and math.isfinite(nll) and not abs(nll_2x - nll) <= SOLVER_TOL:
+            return False
+    return True
 
 
 def worst_against_best(by_alpha: dict[float, dict[str, list[Run]]], key: str,

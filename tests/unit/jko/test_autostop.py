@@ -126,6 +126,7 @@ def test_auto_is_fixed_k_cut_where_the_gain_fades(tmp_path, monkeypatch):
     tol = JKOConfig().auto_tol
     assert first["val_gain"] > 10 * first["val_gain_se"] and first["stop"] is None
     assert second["val_gain"] <= tol * second["val_gain_se"] and second["stop"] == autostop.STOP_GAIN
+    assert second["val_gain"] >= 0 and "dropped" not in second  # a gain, if within noise: block 2 is kept
     fixed = train(tiny_config(JKOConfig(n_steps=2), alpha=50.0), tmp_path / "fixed")
     assert [{k: v for k, v in s.items() if k != "stop"} for s in _plain(auto["steps"])] == _plain(fixed["steps"])
     assert auto["adam_steps_total"] == fixed["adam_steps_total"] == 2 * 30 * 2
@@ -245,11 +246,12 @@ def test_a_block_that_raises_the_validation_nll_is_dropped(tmp_path, monkeypatch
         assert len(payload["blocks"]) == 1 and payload["jko_step"] == 1
         for key in ("x_train", "x_val", "x_test", "test_logdet", "val_logdet"):
             assert torch.equal(payload[key], one[key])
-    again = train(tiny_config(JKOConfig(n_steps="auto", max_steps=5), alpha=50.0), tmp_path / "run")  # from last.pt
+    (tmp_path / "run/metrics.json").unlink()  # as if stopped in the final evaluation: resumes from last.pt
+    again = train(tiny_config(JKOConfig(n_steps="auto", max_steps=5), alpha=50.0), tmp_path / "run")
     assert _plain(again) == _plain(m)
 
 
-@pytest.mark.parametrize("gain, k, dropped", [(-1e-9, 2, True), (math.nan, 3, True), (0.0, 2, False),
+@pytest.mark.parametrize("gain, k, dropped", [(-1e-9, 2, True), (math.nan, 3, True), (math.inf, 2, True), (0.0, 2, False),
                                               (1e-3, 4, False), (-5.0, 1, False)])
 def test_drops_block(gain, k, dropped):
     assert autostop.drops_block(gain, k) is dropped

@@ -137,6 +137,21 @@ def test_an_unresolved_best_cell_is_compared_again_against_the_best_resolved_one
     assert mmd_cell.endswith("vs 0.5)") and "resolved" not in mmd_cell
 
 
+def test_resolved_cells(tmp_path):
+    """A cell is unresolved when some run's NLL moves by more than SOLVER_TOL with twice the steps, or blows up
+    there (finite nll_test, infinite nll_test_2x); a run without nll_test_2x says nothing against it."""
+    cases = {"small": {"nll_test_2x": 1.0 + claim.SOLVER_TOL / 2}, "large": {"nll_test_2x": 1.0 + 2 * claim.SOLVER_TOL},
+             "blown": {"nll_test_2x": math.inf}, "missing": {}}
+    for name, extra in cases.items():
+        write_fake_run(tmp_path / name, "moons", 1.0, "OT-Flow", 0, 0.01, 1e-4, 60, samples=False,
+                       extra={"nll_test": 1.0, **extra})
+    runs = {r.rel: r for r in report.find_runs(tmp_path)}
+    runs["missing"].metrics.pop("nll_test_2x")
+    got = {name: claim.resolved([runs[name]]) for name in cases}
+    assert got == {"small": True, "large": False, "blown": False, "missing": True}
+    assert not claim.resolved([runs["small"], runs["large"]])
+
+
 def test_one_seed_has_no_test(tmp_path):
     _runs(tmp_path, {}, seed_effect=(0.0,))
     assert claim.alpha_effect(_cells(tmp_path, "JKO-Flow"), "mmd_paper") is None
