@@ -306,8 +306,8 @@ def jko_step(tr: Trainer, k: int) -> None:
              "(%d Adam steps%s, %.1f s)", k, schedule.max_steps(cfg.jko), " max" if cfg.jko.auto else "", alpha_k,
              record["L"], record["C"], record["R"], record["nll_test"], record["mmd"], record["val_gain"],
              record["val_gain_se"],
-             (f" → stop: {record['stop']}" + ("; block dropped (it raised the validation NLL)"
-                                               if record.get("dropped") else "")) if record.get("stop") else "",
+             (f" → stop: {record['stop']}" + ("; block dropped (it raised the validation NLL)" if dropped else ""))
+             if record.get("stop") else "",
              res.adam_steps,
              ", early stop" if res.early_stopped else "", res.wall_s)
     tr.checkpoint(f"jko_{k:03d}.pt", "last.pt")

@@ -43,10 +43,9 @@ class JKOState:
 
     def drop_last_block(self, pushed: tuple) -> None:
         """Discard the last block and put back the samples and log-determinants from before it (``pushed``); its
-        step record (marked ``dropped``), epochs and Adam steps stay: they were spent."""
+        step record (the caller marks it ``dropped``), epochs and Adam steps stay: they were spent."""
         self.blocks.pop()
         self.x_train, self.x_val, self.x_test, self.test_logdet, self.val_logdet = pushed
-        self.steps[-1]["dropped"] = True
 
     def payload(self, cfg: TrainConfig, model, optimizer, shuffle: torch.Generator, jsonl_offset: int) -> dict:
         """Everything needed to continue exactly, as plain values (loads with ``weights_only=True``)."""

@@ -216,14 +216,16 @@ def test_the_threshold_replay_script_cuts_where_the_rule_would(tmp_path):
     assert rows[tol.OLD]["mean_k"] == 2 and rows[tol.OLD]["cost"] == pytest.approx(2.8 - 2.79)  # 0.03 ≤ 0.05
     assert rows[4.0]["cost"] == pytest.approx(0.01) and rows[2.0]["cost"] == 0.0 and rows[2.0]["censored"] == 0
     steps[2]["val_gain"] = -0.01  # step 3 raised the validation NLL: the rule stops there and keeps 2 blocks
-    assert tol.cut(steps, 2.0, "val_gain_se") == (2, True) and tol.cut(steps, 2.0, "val_gain_se", drop=False) == (3, True)
+    assert tol.cut(steps, 2.0, "val_gain_se") == (2, True)
+    assert tol.cut(steps, 2.0, "val_gain_se", drop=False) == (3, True)
 
 
 def test_a_block_that_raises_the_validation_nll_is_dropped(tmp_path, monkeypatch):
     """A stopping step whose validation gain is negative made the held-out fit worse: its block is dropped, so the
     run's flow is blocks 1..k−1. Step 2's gain forced negative: K = 1, the final nll_test is step 1's (to
     round-off: the final evaluation pushes the test points through the flow again), the checkpoints hold one block
-    and the samples as they were after it; step 2's record stays (marked dropped) and its Adam steps count. Without the drop, the final nll_test would be step 2's."""
+    and the samples as they were after it; step 2's record stays (marked dropped) and its Adam steps count.
+    Without the drop, the final nll_test would be step 2's."""
     monkeypatch.setattr(engine, "load_dataset_cfg", gaussian_splits(scale=3.0))
     real = autostop.paired_gain
     calls = []
@@ -251,7 +253,7 @@ def test_a_block_that_raises_the_validation_nll_is_dropped(tmp_path, monkeypatch
     assert _plain(again) == _plain(m)
 
 
-@pytest.mark.parametrize("gain, k, dropped", [(-1e-9, 2, True), (math.nan, 3, True), (math.inf, 2, True), (0.0, 2, False),
-                                              (1e-3, 4, False), (-5.0, 1, False)])
+@pytest.mark.parametrize("gain, k, dropped", [(-1e-9, 2, True), (math.nan, 3, True), (math.inf, 2, True),
+                                              (0.0, 2, False), (1e-3, 4, False), (-5.0, 1, False)])
 def test_drops_block(gain, k, dropped):
     assert autostop.drops_block(gain, k) is dropped
